@@ -1,0 +1,118 @@
+"""Each settings module reads the environment it documents, and refuses bad values."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def settings_module_used(*command, **environ):
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(environ)
+    result = subprocess.run(
+        [sys.executable, *command], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_manage_py_defaults_to_local_settings():
+    printed = settings_module_used(
+        "manage.py",
+        "shell",
+        "--verbosity=0",
+        "-c",
+        "from django.conf import settings; print(settings.SETTINGS_MODULE)",
+    )
+    assert printed == "config.settings.local"
+
+
+@pytest.mark.parametrize("entry_point", ["config.wsgi", "config.asgi"])
+def test_server_entry_points_default_to_production_settings(entry_point, deploy_env):
+    printed = settings_module_used(
+        "-c",
+        f"import {entry_point}; from django.conf import settings; print(settings.SETTINGS_MODULE)",
+        **deploy_env,
+    )
+    assert printed == "config.settings.production"
+
+
+@pytest.mark.parametrize("name", ["staging", "production"])
+@pytest.mark.parametrize("variable", ["DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL"])
+def test_deployed_settings_require_variable(load_settings, deploy_env, name, variable):
+    del deploy_env[variable]
+    with pytest.raises(ImproperlyConfigured, match=f"^{variable} is required"):
+        load_settings(name, **deploy_env)
+
+
+@pytest.mark.parametrize("name", ["staging", "production"])
+def test_deployed_settings_refuse_malformed_database_url(load_settings, deploy_env, name):
+    deploy_env["DATABASE_URL"] = "postgres://app:s3cret@db.example.com:port/app"
+    with pytest.raises(ImproperlyConfigured, match=r"^DATABASE_URL is not a valid URL") as error:
+        load_settings(name, **deploy_env)
+    assert "s3cret" not in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["staging", "production"])
+def test_deployed_settings_require_tls_to_the_database(load_settings, deploy_env, name):
+    settings = load_settings(name, **deploy_env)
+    assert settings.DATABASES["default"]["OPTIONS"]["sslmode"] == "require"
+
+
+@pytest.mark.parametrize("name", ["staging", "production"])
+def test_deployed_settings_read_allowed_hosts(load_settings, deploy_env, name):
+    settings = load_settings(name, **deploy_env)
+    assert settings.ALLOWED_HOSTS == ["example.com", "www.example.com"]
+    assert settings.DEBUG is False
+
+
+def test_production_enables_hsts_preload(load_settings, deploy_env):
+    settings = load_settings("production", **deploy_env)
+    assert settings.SECURE_HSTS_PRELOAD is True
+    assert settings.SECURE_HSTS_SECONDS == 31536000
+
+
+def test_staging_is_production_without_hsts_preload(load_settings, deploy_env):
+    staging = load_settings("staging", **deploy_env)
+    assert staging.SECURE_HSTS_PRELOAD is False
+    assert staging.SECURE_SSL_REDIRECT is True
+    assert staging.SESSION_COOKIE_SECURE is True
+    assert "security.W021" in staging.SILENCED_SYSTEM_CHECKS
+
+
+def test_local_defaults_to_debug_and_a_socket_database(load_settings):
+    settings = load_settings("local")
+    assert settings.DEBUG is True
+    assert settings.DATABASES["default"]["HOST"] == ""
+    assert settings.DATABASES["default"]["NAME"] == "{{ cookiecutter.project_slug }}"
+    assert "sslmode" not in settings.DATABASES["default"]["OPTIONS"]
+
+
+def test_local_debug_can_be_turned_off(load_settings):
+    assert load_settings("local", DJANGO_DEBUG="false").DEBUG is False
+
+
+def test_local_refuses_a_malformed_debug_flag(load_settings):
+    with pytest.raises(ImproperlyConfigured, match=r"^DJANGO_DEBUG='maybe' is not valid"):
+        load_settings("local", DJANGO_DEBUG="maybe")
+
+
+def test_local_honours_database_variables(load_settings):
+    settings = load_settings(
+        "local",
+        DATABASE_URL="postgres://dev:pw@127.0.0.1:6543/devdb",
+        DATABASE_SSLMODE="verify-full",
+    )
+    default = settings.DATABASES["default"]
+    assert (default["HOST"], default["PORT"], default["NAME"]) == ("127.0.0.1", 6543, "devdb")
+    assert default["OPTIONS"]["sslmode"] == "verify-full"
+
+
+def test_local_allowed_hosts_are_optional(load_settings):
+    assert load_settings("local").ALLOWED_HOSTS == ["localhost", "127.0.0.1", "[::1]"]
+    assert load_settings("local", DJANGO_ALLOWED_HOSTS="dev.test").ALLOWED_HOSTS == ["dev.test"]
