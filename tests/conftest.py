@@ -1,0 +1,33 @@
+"""Shared pytest fixtures.
+
+The database server fixtures are session-scoped and lazy: a server starts the first time
+a test asks for it and stops when the session (or the xdist worker) ends. All the work
+happens in ``tests/harness.py``, which is usable without pytest.
+"""
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.harness import PgBouncer, Primary, Replica
+
+
+@pytest.fixture(scope="session")
+def pg_primary() -> Iterator[Primary]:
+    """A PostgreSQL primary with role ``app`` (CREATEDB) owning database ``app``."""
+    with Primary() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pg_replica(pg_primary: Primary) -> Iterator[Replica]:
+    """A hot standby streaming from ``pg_primary``."""
+    with Replica(pg_primary) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_primary: Primary) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction mode in front of ``pg_primary`` (default_pool_size=5)."""
+    with PgBouncer(pg_primary) as server:
+        yield server
