@@ -1,0 +1,166 @@
+"""Prune the files of every option nobody picked, then print the next steps.
+
+``MANIFEST`` is the single list of option-specific files: tests import it from this file, which
+is plain Python before cookiecutter renders it with Jinja. Cookiecutter runs the rendered file
+inside the generated project. A manifest path missing from the generated tree is a bug in the
+template: the hook prints one ``ERROR:`` line to stderr and exits with status 1 before removing
+anything. Only the standard library is used, and nothing here may look like Jinja markup.
+"""
+
+import json
+import shlex
+import shutil
+import sys
+from pathlib import Path, PurePosixPath
+
+# (option, value) -> paths kept only when the option has that value and removed otherwise.
+# Paths are relative to the project root, written with "/"; a directory goes with all its
+# contents. A path listed under several options is kept only when all of them hold.
+MANIFEST = {
+    ("use_pgbouncer", True): [
+        "deploy/pgbouncer",
+        "docs/pgbouncer.md",
+        "config/pgbouncer.py",
+        "config/management",
+        "tests/test_pgbouncer.py",
+    ],
+    ("use_read_replica", True): [
+        "config/routers.py",
+        "config/replicas.py",
+        "tests/test_routers.py",
+        "docs/read-replicas.md",
+    ],
+    ("ci", "github"): [".github"],
+}
+
+# Cookiecutter renders every answer into this raw string as JSON. JSON escapes each quote and
+# backslash inside a value, so no answer can end the string early or become code.
+ANSWERS_JSON = r"""
+{{ cookiecutter | jsonify }}
+"""
+
+FIX = "fix MANIFEST in hooks/post_gen_project.py"
+
+
+def manifest_paths(manifest: dict = MANIFEST) -> list[str]:
+    """Every path the manifest names, once each, in manifest order."""
+    return list(dict.fromkeys(path for paths in manifest.values() for path in paths))
+
+
+def paths_to_remove(answers: dict, manifest: dict = MANIFEST) -> list[str]:
+    """The manifest paths whose option does not have the value they need."""
+    remove = [
+        path
+        for (option, wanted), paths in manifest.items()
+        if answers[option] != wanted
+        for path in paths
+    ]
+    return list(dict.fromkeys(remove))
+
+
+def paths_to_keep(answers: dict, manifest: dict = MANIFEST) -> list[str]:
+    """The manifest paths every option of which has the value they need."""
+    remove = set(paths_to_remove(answers, manifest))
+    return [path for path in manifest_paths(manifest) if path not in remove]
+
+
+def _is_project_relative(path):
+    if not isinstance(path, str) or "\\" in path:
+        return False
+    pure = PurePosixPath(path)
+    return path == str(pure) and path != "." and not pure.is_absolute() and ".." not in pure.parts
+
+
+def _lexists(path):
+    return path.exists() or path.is_symlink()
+
+
+def manifest_errors(project_dir: Path | str, answers: dict, manifest: dict = MANIFEST) -> list[str]:
+    """ERROR lines for every manifest entry that does not match the template (empty if none)."""
+    errors = []
+    for (option, wanted), paths in manifest.items():
+        if option not in answers:
+            errors.append(f"ERROR: MANIFEST option {option!r} is not a template variable: {FIX}")
+            continue
+        for path in paths:
+            if not _is_project_relative(path):
+                errors.append(
+                    f"ERROR: MANIFEST path {path!r} ({option}={wanted!r}) is not a relative "
+                    f"path inside the project: {FIX}"
+                )
+            elif not _lexists(Path(project_dir) / path):
+                errors.append(
+                    f"ERROR: MANIFEST path {path!r} ({option}={wanted!r}) does not exist in "
+                    f"the generated project: {FIX} or add it to the template"
+                )
+    return errors
+
+
+def remove_paths(project_dir: Path | str, paths: list[str]) -> None:
+    """Delete each path (file, link or whole directory) and any directory it leaves empty."""
+    root = Path(project_dir).resolve()
+    for path in paths:
+        target = root / path
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif _lexists(target):
+            target.unlink()
+        parent = target.parent
+        while parent != root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+
+def next_steps(answers: dict, project_dir: Path | str) -> list[str]:
+    """The commands to run next, only those that apply to the chosen options."""
+    slug = answers["project_slug"]
+    python = f"python{answers['python_version']}"
+    postgresql = answers["postgresql_version"]
+    steps = [
+        f"cd {shlex.quote(str(project_dir))}",
+        f"{python} -m venv .venv && . .venv/bin/activate",
+        "python -m pip install --upgrade pip && python -m pip install . --group dev",
+        f"createdb {slug}    # on PostgreSQL {postgresql}, or set DATABASE_URL",
+    ]
+    if answers["use_pgbouncer"]:
+        steps.append("# PgBouncer: DATABASE_URL points at it, DATABASE_DIRECT_URL at PostgreSQL")
+    if answers["use_read_replica"]:
+        steps.append("# Read replica: list its URL in DATABASE_REPLICA_URLS")
+    steps += [
+        "python manage.py migrate",
+        "python manage.py runserver",
+        "python -m pytest",
+    ]
+    if answers["ci"] == "github":
+        steps.append("# Push to GitHub: .github/workflows runs the tests on every push")
+    steps.append("# README.md lists every setting and environment variable")
+    return steps
+
+
+def load_answers(text: str) -> dict:
+    """Parse the rendered answers; exit with an ERROR line if the file was not rendered."""
+    try:
+        answers = json.loads(text)
+    except ValueError:
+        answers = None
+    if not isinstance(answers, dict):
+        sys.exit("ERROR: hooks/post_gen_project.py must be run by cookiecutter (not rendered)")
+    return answers
+
+
+def main() -> int:
+    answers = load_answers(ANSWERS_JSON)
+    project_dir = Path.cwd()
+    errors = manifest_errors(project_dir, answers)
+    if errors:
+        print(errors[0], file=sys.stderr)
+        return 1
+    remove_paths(project_dir, paths_to_remove(answers))
+    print(f"\nCreated {answers['project_name']} in {project_dir}\n\nNext steps:")
+    for step in next_steps(answers, project_dir):
+        print(f"  {step}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
