@@ -1,0 +1,115 @@
+"""Bake the template and run commands inside a baked project.
+
+Baked projects run in one virtual environment per Django version (under
+``.cache/venvs/``), with the dependencies read from the baked ``pyproject.toml``:
+a project's suite then costs seconds instead of a fresh install.
+"""
+
+import fcntl
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from contextlib import contextmanager
+from pathlib import Path
+
+from cookiecutter.main import cookiecutter
+
+ROOT = Path(__file__).resolve().parent.parent
+VENVS = Path(os.environ.get("BAKE_VENVS", ROOT / ".cache" / "venvs"))
+
+# The option prompts whose full cartesian product is baked and tested.
+OPTIONS = {
+    "django_version": ["5.2", "6.1"],
+    "use_pgbouncer": [False, True],
+    "use_read_replica": [False, True],
+    "ci": ["github", "none"],
+}
+COMBINATIONS = [
+    dict(zip(OPTIONS, values, strict=True)) for values in itertools.product(*OPTIONS.values())
+]
+
+
+def combination_id(answers):
+    """A readable test id, e.g. ``django5.2-pgbouncer-replica-ci_github``."""
+    return "-".join(
+        [
+            f"django{answers['django_version']}",
+            "pgbouncer" if answers["use_pgbouncer"] else "no_pgbouncer",
+            "replica" if answers["use_read_replica"] else "no_replica",
+            f"ci_{answers['ci']}",
+        ]
+    )
+
+
+def bake(answers, output_dir):
+    """Generate a project from the template with ``answers``; return its directory."""
+    return Path(
+        cookiecutter(
+            str(ROOT),
+            no_input=True,
+            extra_context={"project_name": "Shop Front", **answers},
+            output_dir=str(output_dir),
+        )
+    )
+
+
+def requirements(project):
+    """The runtime dependencies and the dev group, as written in the project's pyproject."""
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    return sorted(pyproject["project"]["dependencies"] + pyproject["dependency-groups"]["dev"])
+
+
+@contextmanager
+def _locked(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # pytest-xdist workers share the environments
+        yield
+
+
+def project_python(project, django_version):
+    """Return a Python whose environment has everything ``project`` declares."""
+    venv = VENVS / f"django-{django_version}"
+    python = venv / "bin" / "python"
+    wanted = requirements(project)
+    stamp = venv / "bake-requirements.json"
+    with _locked(VENVS / f"django-{django_version}.lock"):
+        if not python.exists():
+            run([sys.executable, "-m", "venv", str(venv)])
+            run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+        if not stamp.exists() or json.loads(stamp.read_text()) != wanted:
+            run([str(python), "-m", "pip", "install", "--quiet", *wanted])
+            stamp.write_text(json.dumps(wanted))
+    return python
+
+
+def run(command, *, cwd=None, env=None, check=True, timeout=600):
+    """Run ``command``; on failure raise with its output, so the test shows why."""
+    result = subprocess.run(
+        [str(part) for part in command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(map(str, command))} exited {result.returncode}\n"
+            f"--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+def project_env(**variables):
+    """The current environment without the project's settings variables, plus ``variables``."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("DJANGO_", "DATABASE_", "PYTEST_"))
+    }
+    env.update(variables)
+    return env

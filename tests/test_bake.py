@@ -1,0 +1,148 @@
+"""Every combination of options bakes into a clean project whose own suite passes."""
+
+import importlib.util
+import re
+
+import pytest
+
+from tests.bakery import COMBINATIONS, ROOT, bake, combination_id, project_env, project_python, run
+
+CACHE_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
+SECRET_KEY = "x7Gk2pQv9sLm4Rt8Wz1Yc6Hn3Jb5Df0Ae7Ui2Oo9Pl4Kk8Mm1Nn6Bb3Vv5Cc0Xx"
+
+# Files whose text must carry no Jinja at all once rendered.
+STRICT_SUFFIXES = {".py", ".toml", ".ini", ".cfg", ".txt", ".md", ".example", ".service"}
+JINJA = re.compile(r"\{%|\{#|\{\{")
+# In workflow files only GitHub's own ${{ }} expressions are legitimate.
+JINJA_OUTSIDE_GITHUB_EXPRESSIONS = re.compile(r"\{%|\{#|(?<!\$)\{\{")
+
+
+def load_post_gen_hook():
+    spec = importlib.util.spec_from_file_location(
+        "post_gen", ROOT / "hooks" / "post_gen_project.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Baked:
+    def __init__(self, answers, path):
+        self.answers = answers
+        self.path = path
+        self.python = project_python(path, answers["django_version"])
+
+    def files(self):
+        """The generated files (not the caches that running the checks leaves behind)."""
+        return sorted(
+            path
+            for path in self.path.rglob("*")
+            if path.is_file() and not CACHE_DIRS.intersection(path.relative_to(self.path).parts)
+        )
+
+    def run(self, *args, **env):
+        return run([self.python, *args], cwd=self.path, env=project_env(**env))
+
+    def deploy_env(self, settings_name):
+        env = {
+            "DJANGO_SETTINGS_MODULE": f"config.settings.{settings_name}",
+            "DJANGO_SECRET_KEY": SECRET_KEY,
+            "DJANGO_ALLOWED_HOSTS": "shop.example.com",
+            "DATABASE_URL": "postgres://shop:pw@db.example.com:5432/shop",
+        }
+        if self.answers["use_pgbouncer"]:
+            env["DATABASE_URL"] = "postgres://shop:pw@pgbouncer.example.com:6432/shop"
+            env["DATABASE_DIRECT_URL"] = "postgres://shop:pw@db.example.com:5432/shop"
+        if self.answers["use_read_replica"]:
+            env["DATABASE_REPLICA_URLS"] = "postgres://shop:pw@replica.example.com:5432/shop"
+        return env
+
+
+@pytest.fixture(scope="session", params=COMBINATIONS, ids=combination_id)
+def baked(request, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp(combination_id(request.param))
+    return Baked(request.param, bake(request.param, output_dir))
+
+
+def test_no_unrendered_template_syntax(baked):
+    problems = []
+    for path in baked.files():
+        relative = path.relative_to(baked.path)
+        if "cookiecutter" in str(relative) or JINJA.search(str(relative)):
+            problems.append(f"{relative}: template syntax in the file name")
+        text = path.read_text()
+        if "cookiecutter." in text:
+            problems.append(f"{relative}: a cookiecutter variable")
+        suffix = path.suffix or path.name
+        if suffix in STRICT_SUFFIXES and JINJA.search(text):
+            problems.append(f"{relative}: Jinja syntax")
+        if suffix in {".yml", ".yaml"} and JINJA_OUTSIDE_GITHUB_EXPRESSIONS.search(text):
+            problems.append(f"{relative}: Jinja syntax outside GitHub expressions")
+    assert problems == []
+
+
+def test_pruned_paths_are_absent(baked):
+    hook = load_post_gen_hook()
+    present = [p for p in hook.paths_to_remove(baked.answers) if (baked.path / p).exists()]
+    assert present == []
+
+
+def test_kept_paths_are_present(baked):
+    hook = load_post_gen_hook()
+    missing = [p for p in hook.paths_to_keep(baked.answers) if not (baked.path / p).exists()]
+    assert missing == []
+
+
+def test_unpicked_options_leave_no_trace(baked):
+    unwanted = []
+    if not baked.answers["use_pgbouncer"]:
+        unwanted += ["pgbouncer", "DATABASE_DIRECT_URL"]
+    if not baked.answers["use_read_replica"]:
+        unwanted += ["replica"]
+    if baked.answers["ci"] == "none":
+        unwanted += ["github"]
+    traces = [
+        f"{path.relative_to(baked.path)}: {word}"
+        for path in baked.files()
+        for word in unwanted
+        if word.lower() in f"{path.relative_to(baked.path)}\n{path.read_text()}".lower()
+    ]
+    assert traces == []
+
+
+def test_ruff_check_is_clean(baked):
+    baked.run("-m", "ruff", "check", ".")
+
+
+def test_ruff_format_is_clean(baked):
+    baked.run("-m", "ruff", "format", "--check", ".")
+
+
+def test_system_checks_pass(baked):
+    baked.run("manage.py", "check", "--fail-level", "WARNING")
+
+
+def test_no_missing_migrations(baked):
+    baked.run(
+        "manage.py", "makemigrations", "--check", "--dry-run", DATABASE_URL="postgres:///absent"
+    )
+
+
+@pytest.mark.parametrize("settings_name", ["staging", "production"])
+def test_deploy_checks_pass(baked, settings_name):
+    baked.run(
+        "manage.py",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        **baked.deploy_env(settings_name),
+    )
+
+
+def test_project_suite_passes_against_postgresql(baked, pg_primary):
+    result = baked.run(
+        "-m", "pytest", "-q", "-p", "no:cacheprovider", DATABASE_URL=pg_primary.url()
+    )
+    assert " passed" in result.stdout
+    assert "skipped" not in result.stdout
