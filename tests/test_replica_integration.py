@@ -1,0 +1,368 @@
+"""A baked project with ``use_read_replica`` against a real primary and streaming replica.
+
+The project is served by gunicorn on a loopback port and driven over HTTP (one cookie jar
+per client) and through ``manage.py shell -c``. Pausing WAL replay on the replica makes
+replication lag deterministic: whatever is written afterwards exists only on the primary.
+A tiny URLconf for these tests is written into the baked project, not into the template.
+"""
+
+import contextlib
+import http.cookiejar
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+import urllib.parse
+import urllib.request
+import uuid
+
+import pytest
+
+from tests.bakery import bake, project_env, project_python, run
+from tests.harness import pick_port
+
+DJANGO_VERSIONS = ["5.2", "6.1"]  # in this order: the newer one migrates last
+
+E2E_SETTINGS = """\
+from config.settings.local import *  # noqa: F403
+
+ROOT_URLCONF = "e2e_urls"
+"""
+
+E2E_URLS = """\
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import User
+from django.db import connections
+from django.http import JsonResponse
+from django.shortcuts import redirect
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+
+def in_recovery(alias):
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT pg_is_in_recovery()")
+        return cursor.fetchone()[0]
+
+
+@csrf_exempt
+def notes(request):
+    if request.method == "POST":
+        user = User.objects.get(username="e2e")
+        LogEntry.objects.create(user=user, action_flag=1, object_repr=request.POST["text"])
+        return redirect("/notes/")
+    entries = LogEntry.objects.order_by("pk")
+    texts = [entry.object_repr for entry in entries]
+    return JsonResponse(
+        {"notes": texts, "alias": entries.db, "recovery": in_recovery(entries.db)}
+    )
+
+
+urlpatterns = [path("notes/", notes)]
+"""
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+class Project:
+    """A baked project plus the environment that points it at the test servers."""
+
+    def __init__(self, path, python, primary, replica):
+        self.path = path
+        self.python = python
+        self.primary = primary
+        self.replica = replica
+
+    def env(self, application_name="e2e", **variables):
+        def url(server):
+            return f"{server.url()}?application_name={application_name}"
+
+        return project_env(
+            DJANGO_SETTINGS_MODULE="e2e_settings",
+            DJANGO_DEBUG="false",
+            DATABASE_URL=url(self.primary),
+            DATABASE_REPLICA_URLS=url(self.replica),
+            DATABASE_REPLICA_CONNECT_TIMEOUT="1",
+            PYTHONPATH=str(self.path),
+            **variables,
+        )
+
+    def shell(self, code):
+        """Run ``code`` in ``manage.py shell``; return the JSON it printed last."""
+        result = run(
+            [self.python, "manage.py", "shell", "-c", textwrap.dedent(code)],
+            cwd=self.path,
+            env=self.env(application_name="e2e_shell"),
+            timeout=60,
+        )
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module", params=DJANGO_VERSIONS, ids=lambda version: f"django{version}")
+def project(request, tmp_path_factory, pg_primary, pg_replica):
+    version = request.param
+    answers = {"django_version": version, "use_read_replica": True}
+    path = bake(answers, tmp_path_factory.mktemp(f"replica-e2e-{version}"))
+    (path / "e2e_settings.py").write_text(E2E_SETTINGS)
+    (path / "e2e_urls.py").write_text(E2E_URLS)
+    baked = Project(path, project_python(path, version), pg_primary, pg_replica)
+    run([baked.python, "manage.py", "migrate", "--no-input"], cwd=path, env=baked.env())
+    baked.shell(
+        """
+        import json
+        from django.contrib.auth.models import User
+        User.objects.get_or_create(username="e2e")
+        print(json.dumps(True))
+        """
+    )
+    pg_replica.wait_for_replay(pg_primary)
+    return baked
+
+
+@contextlib.contextmanager
+def serving(project, **env):
+    """Serve ``project`` with gunicorn on a free loopback port; yield its base URL."""
+    port = pick_port()
+    log = (project.path / f"gunicorn-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [
+            project.python,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            f"--bind=127.0.0.1:{port}",
+            "--workers=1",
+            "--threads=2",
+            "--timeout=30",
+        ],
+        cwd=project.path,
+        env=project.env(**env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/healthz/", timeout=2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    message = (project.path / f"gunicorn-{port}.log").read_text()[-4000:]
+                    raise AssertionError(message) from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(project):
+    with serving(project, DATABASE_REPLICA_COOLDOWN_SECONDS="1") as base:
+        yield base
+
+
+class Client:
+    """An HTTP client with its own cookie jar, like one browser."""
+
+    def __init__(self, base):
+        self.base = base
+        self.cookies = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
+
+    def get(self, path):
+        with self.opener.open(self.base + path, timeout=30) as response:
+            return json.loads(response.read())
+
+    def post(self, path, **data):
+        body = urllib.parse.urlencode(data).encode()
+        # urllib follows the 302 with a GET, carrying the cookies the POST set.
+        with self.opener.open(self.base + path, data=body, timeout=30) as response:
+            return json.loads(response.read())
+
+    def set_cookie(self, name, value):
+        cookie = http.cookiejar.Cookie(
+            0, name, value, None, False, "127.0.0.1", False, False, "/", True, False,
+            None, False, None, None, {},
+        )  # fmt: skip
+        self.cookies.set_cookie(cookie)
+
+
+@pytest.fixture
+def replay_paused(pg_primary, pg_replica):
+    """Stop applying WAL on the replica for the test: new writes are primary-only."""
+    pg_replica.pause_replay()
+    try:
+        yield
+    finally:
+        pg_replica.resume_replay()
+        pg_replica.wait_for_replay(pg_primary)
+
+
+def unique(text):
+    """``text`` made unique: every run of these tests writes to the same database."""
+    return f"{text} {uuid.uuid4().hex[:8]}"
+
+
+def sessions_of(server, application_name):
+    return server.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [application_name]
+    )[0][0]
+
+
+# --------------------------------------------------------------------------- routing
+
+
+def test_plain_reads_land_on_the_replica(server):
+    body = Client(server).get("/notes/")
+    assert (body["alias"], body["recovery"]) == ("replica1", True)
+
+
+def test_writes_land_on_the_primary(project):
+    result = project.shell(
+        """
+        import json
+        from django.contrib.admin.models import LogEntry
+        from django.db import connections, router
+        alias = router.db_for_write(LogEntry)
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT pg_is_in_recovery()")
+            print(json.dumps([alias, cursor.fetchone()[0]]))
+        """
+    )
+    assert result == ["default", False]
+
+
+def test_a_read_only_request_opens_no_connection_to_the_primary(project):
+    with serving(project, application_name="e2e_readonly") as base:
+        client = Client(base)
+        for _ in range(5):
+            assert client.get("/notes/")["alias"] == "replica1"
+        # CONN_MAX_AGE keeps the connections the requests opened: they are still listed.
+        assert sessions_of(project.replica, "e2e_readonly") >= 1
+        assert sessions_of(project.primary, "e2e_readonly") == 0
+
+
+# --------------------------------------------------------------------------- lag
+
+
+@pytest.mark.usefixtures("replay_paused")
+def test_a_row_created_inside_atomic_is_read_back_inside_it(project):
+    result = project.shell(
+        """
+        import json, threading
+        from django.contrib.admin.models import LogEntry
+        from django.contrib.auth.models import User
+        from django.db import transaction
+        user = User.objects.get(username="e2e")
+        with transaction.atomic():
+            entry = LogEntry.objects.create(user=user, action_flag=1, object_repr="atomic")
+            inside = [LogEntry.objects.filter(pk=entry.pk).exists(), LogEntry.objects.all().db]
+        # A new thread is a new context, unpinned: it reads the paused replica.
+        elsewhere = []
+        reader = threading.Thread(
+            target=lambda: elsewhere.append(LogEntry.objects.filter(pk=entry.pk).exists())
+        )
+        reader.start()
+        reader.join()
+        print(json.dumps({"inside": inside, "elsewhere": elsewhere}))
+        """
+    )
+    assert result == {"inside": [True, "default"], "elsewhere": [False]}
+
+
+@pytest.mark.usefixtures("replay_paused")
+def test_a_saved_row_can_be_refreshed_from_the_database(project):
+    result = project.shell(
+        """
+        import json
+        from django.contrib.admin.models import LogEntry
+        from django.contrib.auth.models import User
+        entry = LogEntry(user=User.objects.get(username="e2e"), action_flag=1, object_repr="a")
+        entry.save()
+        entry.object_repr = "unsaved"
+        entry.refresh_from_db()
+        print(json.dumps([entry.object_repr, LogEntry.objects.all().db]))
+        """
+    )
+    assert result == ["a", "default"]
+
+
+@pytest.mark.usefixtures("replay_paused")
+def test_post_redirect_get_reads_what_the_post_wrote(server):
+    text = unique("post-redirect-get")
+    body = Client(server).post("/notes/", text=text)
+    assert text in body["notes"]
+    assert (body["alias"], body["recovery"]) == ("default", False)
+
+
+@pytest.mark.usefixtures("replay_paused")
+def test_another_client_reads_the_lagging_replica(server):
+    text = unique("not replayed yet")
+    Client(server).post("/notes/", text=text)
+    body = Client(server).get("/notes/")
+    assert text not in body["notes"]
+    assert body["recovery"] is True
+
+
+@pytest.mark.usefixtures("replay_paused")
+def test_the_pin_cookie_is_what_pins_a_client(server):
+    writer = Client(server)
+    text = unique("carried")
+    writer.post("/notes/", text=text)
+    (pin,) = [cookie for cookie in writer.cookies if cookie.name == "primary_pin"]
+    carrier = Client(server)
+    carrier.set_cookie("primary_pin", pin.value)
+    assert text in carrier.get("/notes/")["notes"]
+
+
+@pytest.mark.usefixtures("replay_paused")
+def test_a_forged_pin_cookie_pins_nothing(server):
+    text = unique("forged")
+    Client(server).post("/notes/", text=text)
+    forger = Client(server)
+    forger.set_cookie("primary_pin", "1:forged:signature")
+    body = forger.get("/notes/")
+    assert text not in body["notes"]
+    assert body["alias"] == "replica1"
+
+
+# --------------------------------------------------------------------------- failover
+
+
+def test_reads_survive_a_stopped_replica_and_return_when_it_restarts(server, pg_replica):
+    client = Client(server)
+    assert client.get("/notes/")["alias"] == "replica1"  # the worker holds a connection
+    latencies = []
+    pg_replica.stop()
+    try:
+        for _ in range(20):
+            started = time.perf_counter()
+            body = client.get("/notes/")  # raises on any non-2xx answer
+            latencies.append(time.perf_counter() - started)
+            assert body["alias"] == "default"
+    finally:
+        pg_replica.start()
+    print(
+        f"\nreplica down: first read {latencies[0] * 1000:.1f} ms, "
+        f"max {max(latencies) * 1000:.1f} ms, "
+        f"median {sorted(latencies)[len(latencies) // 2] * 1000:.1f} ms over {len(latencies)}"
+    )
+    assert max(latencies) < 10  # bounded by the connect timeout, not by minutes of TCP
+
+    deadline = time.monotonic() + 15
+    while client.get("/notes/")["alias"] != "replica1":
+        assert time.monotonic() < deadline, "reads never returned to the restarted replica"
+        time.sleep(0.2)
+    print(f"back on the replica {15 - (deadline - time.monotonic()):.1f} s after restarting it")

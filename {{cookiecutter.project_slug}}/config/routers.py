@@ -1,0 +1,155 @@
+"""Send reads to the read replicas and everything else to the primary.
+
+``PrimaryReplicaRouter`` decides per query, in this order:
+
+1. Inside ``transaction.atomic()`` on a primary, reads and writes use that primary: the
+   transaction's own rows are visible only there.
+2. Writes go to the primary and pin the current context: the rest of the request (or
+   task) reads from the primary too. ``select_for_update()``, ``get_or_create()`` and
+   ``update_or_create()`` count as writes: Django routes them with ``db_for_write()``.
+3. Reads of the models that keep users logged in (see ``PRIMARY_APPS``) always go to
+   the primary, so replication lag can never make a fresh session look invalid.
+4. Reads in a pinned context (``use_primary()``, a pin cookie, an unsafe method, an
+   earlier write) go to the primary.
+5. Other reads go to a replica that answers, or to the primary when none does.
+
+See docs/read-replicas.md for the guarantees and the settings.
+"""
+
+import functools
+
+from asgiref.sync import iscoroutinefunction
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from config import replicas
+
+# "direct", when it exists, is the primary reached without the connection pooler.
+PRIMARY_ALIASES = ("default", "direct")
+REPLICA_PREFIX = "replica"
+
+# Apps whose every read goes to the primary. A replica a few seconds behind would not
+# know a session created by the login that just happened, nor a password just changed,
+# and would log the user out or let an old password in: sessions, users, groups and
+# permissions are read from the primary. Content types are included because permission
+# checks and generic relations look them up, and a content type created by a migration
+# must not look missing; they are cached per process, so this costs almost nothing.
+# Writes to these models do not pin the client: their reads never touch a replica.
+PRIMARY_APPS = frozenset({"auth", "contenttypes", "sessions"})
+
+
+class PrimaryReplicaRouter:
+    """Route reads to the replicas and writes to the primary (see the module docstring).
+
+    The aliases are read from ``DATABASES`` once: primaries are ``default`` and, when it
+    exists, ``direct``; replicas are the aliases whose names start with ``replica``.
+    """
+
+    def __init__(self):
+        databases = settings.DATABASES
+        self.primaries = tuple(alias for alias in PRIMARY_ALIASES if alias in databases)
+        self.replicas = tuple(alias for alias in databases if alias.startswith(REPLICA_PREFIX))
+        self.known = frozenset(self.primaries + self.replicas)
+        self.user_model = settings.AUTH_USER_MODEL.lower()
+
+    def db_for_read(self, model, **hints):
+        """Return the alias to read ``model`` from: a replica unless a rule says primary."""
+        in_transaction = self.primary_in_transaction()
+        if in_transaction is not None:
+            return in_transaction
+        if not self.replicas or replicas.pinned() or self.reads_from_primary(model):
+            return DEFAULT_DB_ALIAS
+        return replicas.choose_replica(self.replicas) or DEFAULT_DB_ALIAS
+
+    def db_for_write(self, model, **hints):
+        """Return the primary, and pin the current context to it for the reads that follow.
+
+        The alias is always explicit: left to Django, an instance read from a replica
+        would be saved back to that replica.
+        """
+        if not self.reads_from_primary(model):
+            replicas.mark_written()
+        return self.primary_in_transaction() or DEFAULT_DB_ALIAS
+
+    def allow_relation(self, obj1, obj2, **hints):
+        """Allow relations between rows of the primary and its replicas: they hold the same data."""
+        if obj1._state.db in self.known and obj2._state.db in self.known:
+            return True
+        return None
+
+    def allow_migrate(self, db, app_label, model_name=None, **hints):
+        """Migrate the primaries only: replicas receive the schema through replication."""
+        return db in self.primaries
+
+    def primary_in_transaction(self):
+        """Return the primary alias inside ``atomic()``, or None.
+
+        ``in_atomic_block`` is a plain attribute: checking it never opens a connection.
+        """
+        for alias in self.primaries:
+            if connections[alias].in_atomic_block:
+                return alias
+        return None
+
+    def reads_from_primary(self, model):
+        """Return True for the models that must never be read from a replica."""
+        meta = model._meta
+        return meta.app_label in PRIMARY_APPS or meta.label_lower == self.user_model
+
+
+def use_primary(func=None):
+    """Send every read in a block, or in a function, to the primary.
+
+    Use it as a context manager or as a decorator, on plain and async functions alike::
+
+        with use_primary():
+            order = Order.objects.get(pk=pk)
+
+        @use_primary
+        def checkout(request): ...
+
+    Blocks nest, and leaving one restores the state around it; a write inside a block
+    still pins the rest of the request after the block ends. The state belongs to the
+    current thread or asyncio task only.
+    """
+    if func is None:
+        return UsePrimary()
+    return UsePrimary()(func)
+
+
+class UsePrimary:
+    """The context manager and decorator returned by :func:`use_primary`."""
+
+    def __init__(self):
+        self._tokens = []  # a stack, so one instance can be re-entered
+
+    def __enter__(self):
+        self._tokens.append(replicas.pin_reads())
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        replicas.unpin_reads(self._tokens.pop())
+
+    async def __aenter__(self):
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type, exc_value, traceback):
+        self.__exit__(exc_type, exc_value, traceback)
+
+    def __call__(self, func):
+        # A fresh instance per call: concurrent calls must not share a token stack.
+        if iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def inner(*args, **kwargs):
+                with UsePrimary():
+                    return await func(*args, **kwargs)
+
+        else:
+
+            @functools.wraps(func)
+            def inner(*args, **kwargs):
+                with UsePrimary():
+                    return func(*args, **kwargs)
+
+        return inner

@@ -1,0 +1,543 @@
+"""``config.routers`` and ``config.replicas``: reads on replicas, everything else on the primary.
+
+The test settings read ``replica1`` as the test database itself through a second
+connection, so the routing decisions are real while the data is the same. Routing tests
+run outside pytest-django's per-test transaction (``transaction=True``): inside it, every
+read rightly goes to the primary.
+"""
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Group, Permission, User
+from django.contrib.contenttypes.models import ContentType
+from django.contrib.sessions.models import Session
+from django.core import signing
+from django.db import connections, router, transaction
+from django.db.backends.signals import connection_created
+from django.http import HttpResponse, JsonResponse
+from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
+from django.urls import path
+
+from config import replicas
+from config.routers import PrimaryReplicaRouter, use_primary
+
+PRIMARIES = [alias for alias in ("default", "direct") if alias in connections]
+routed = pytest.mark.django_db(transaction=True, databases=["default", "replica1"])
+
+
+@pytest.fixture(autouse=True)
+def fresh_state():
+    """Each test starts unpinned, as a request does, with every replica presumed up."""
+    replicas.health.reset()
+    tokens = replicas.begin_unit_of_work()
+    yield
+    replicas.end_unit_of_work(tokens)
+    replicas.health.reset()
+
+
+def forget_writes():
+    """Start a new unit of work, as the next request would: earlier writes pin nothing."""
+    replicas.begin_unit_of_work()
+
+
+@pytest.fixture
+def user():
+    return User.objects.create_user("reader")
+
+
+def log_entry(user, text="entry"):
+    return LogEntry.objects.create(user=user, action_flag=1, object_repr=text)
+
+
+# --------------------------------------------------------------------------- views
+
+
+def read_view(request):
+    """Report where a plain read of a non-auth model goes."""
+    entries = LogEntry.objects.all()
+    len(entries)
+    return JsonResponse({"db": entries.db})
+
+
+def write_view(request):
+    """Write on a GET, so only the write (not the method) can set the pin cookie."""
+    LogEntry.objects.create(
+        user=User.objects.get(username="reader"), action_flag=1, object_repr="x"
+    )
+    return HttpResponse("written")
+
+
+def session_view(request):
+    request.session["seen"] = True
+    return HttpResponse("saved")
+
+
+urlpatterns = [
+    path("read/", read_view),
+    path("write/", write_view),
+    path("session/", session_view),
+]
+uses_views = pytest.mark.urls(__name__)
+
+
+def read_db(client, **extra):
+    return client.get("/read/", **extra).json()["db"]
+
+
+# --------------------------------------------------------------------------- routing
+
+
+@routed
+def test_plain_reads_go_to_the_replica():
+    assert LogEntry.objects.all().db == "replica1"
+
+
+@routed
+def test_a_read_really_runs_on_the_replica_connection(user):
+    with CaptureQueriesContext(connections["replica1"]) as replica_queries:
+        assert list(LogEntry.objects.all()) == []
+    assert len(replica_queries) == 1
+
+
+@routed
+def test_writes_go_to_the_primary(user):
+    with CaptureQueriesContext(connections["default"]) as primary_queries:
+        log_entry(user)
+    assert any(query["sql"].startswith("INSERT") for query in primary_queries)
+
+
+@routed
+def test_an_instance_read_from_the_replica_is_saved_to_the_primary(user):
+    entry = log_entry(user)
+    forget_writes()
+    loaded = LogEntry.objects.using("replica1").get(pk=entry.pk)
+    assert router.db_for_write(LogEntry, instance=loaded) == "default"
+
+
+@routed
+def test_select_for_update_goes_to_the_primary():
+    assert LogEntry.objects.select_for_update().db == "default"
+
+
+@routed
+@pytest.mark.parametrize("method", ["get_or_create", "update_or_create"])
+def test_get_or_create_and_update_or_create_go_to_the_primary(user, method):
+    with CaptureQueriesContext(connections["replica1"]) as replica_queries:
+        getattr(LogEntry.objects, method)(user=user, action_flag=1, object_repr="once")
+    assert len(replica_queries) == 0
+
+
+@routed
+def test_reads_inside_atomic_go_to_the_primary():
+    with transaction.atomic():
+        assert LogEntry.objects.all().db == "default"
+
+
+@routed
+def test_reads_after_atomic_go_to_the_replica_again():
+    with transaction.atomic():
+        pass
+    assert LogEntry.objects.all().db == "replica1"
+
+
+@routed
+def test_a_row_created_inside_atomic_is_read_back_inside_it(user):
+    with transaction.atomic():
+        entry = log_entry(user)
+        assert LogEntry.objects.get(pk=entry.pk) == entry
+
+
+@routed
+def test_checking_for_atomic_does_not_connect_to_the_primary():
+    connections["default"].close()
+    assert LogEntry.objects.all().db == "replica1"
+    assert connections["default"].connection is None
+
+
+@routed
+def test_a_write_sends_the_later_reads_of_the_context_to_the_primary(user):
+    log_entry(user)
+    assert LogEntry.objects.all().db == "default"
+
+
+@routed
+def test_a_write_inside_use_primary_still_pins_after_the_block(user):
+    with use_primary():
+        log_entry(user)
+    assert LogEntry.objects.all().db == "default"
+
+
+@routed
+@pytest.mark.parametrize("model", [Session, User, Group, Permission, ContentType])
+def test_models_that_keep_users_logged_in_are_read_from_the_primary(model):
+    assert model.objects.all().db == "default"
+
+
+@routed
+def test_writing_a_session_does_not_pin_the_context():
+    assert router.db_for_write(Session) == "default"
+    assert not replicas.pinned()
+
+
+def test_without_replicas_reads_go_to_the_primary(settings):
+    settings.DATABASES = {"default": settings.DATABASES["default"]}
+    assert PrimaryReplicaRouter().db_for_read(LogEntry) == "default"
+
+
+@pytest.mark.parametrize("alias", PRIMARIES)
+def test_migrations_run_on_the_primary(alias):
+    assert router.allow_migrate(alias, "admin") is True
+
+
+def test_migrations_do_not_run_on_a_replica():
+    assert router.allow_migrate("replica1", "admin") is False
+
+
+def test_relations_between_primary_and_replica_rows_are_allowed():
+    on_primary, on_replica = LogEntry(), LogEntry()
+    on_primary._state.db, on_replica._state.db = "default", "replica1"
+    assert router.allow_relation(on_primary, on_replica) is True
+
+
+def test_relations_with_an_unknown_database_are_left_to_django():
+    ours, theirs = LogEntry(), LogEntry()
+    ours._state.db, theirs._state.db = "default", "elsewhere"
+    assert PrimaryReplicaRouter().allow_relation(ours, theirs) is None
+
+
+# --------------------------------------------------------------------------- use_primary
+
+
+@routed
+def test_use_primary_sends_reads_to_the_primary():
+    with use_primary():
+        assert LogEntry.objects.all().db == "default"
+    assert LogEntry.objects.all().db == "replica1"
+
+
+def test_leaving_a_nested_use_primary_keeps_the_outer_one():
+    with use_primary():
+        with use_primary():
+            pass
+        assert replicas.pinned()
+    assert not replicas.pinned()
+
+
+def test_use_primary_restores_the_state_when_the_block_raises():
+    with pytest.raises(ValueError), use_primary():
+        raise ValueError
+    assert not replicas.pinned()
+
+
+@pytest.mark.parametrize("decorator", [use_primary, use_primary()], ids=["bare", "called"])
+def test_use_primary_decorates_a_function(decorator):
+    @decorator
+    def inside():
+        return replicas.pinned()
+
+    assert inside() is True
+    assert not replicas.pinned()
+
+
+def test_use_primary_decorates_a_coroutine_function():
+    @use_primary
+    async def inside():
+        return replicas.pinned()
+
+    assert asyncio.run(inside()) is True
+    assert not replicas.pinned()
+
+
+def test_use_primary_works_as_an_async_context_manager():
+    async def inside():
+        async with use_primary():
+            return replicas.pinned()
+
+    assert asyncio.run(inside()) is True
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+def test_a_pin_in_one_asyncio_task_is_invisible_to_another():
+    async def main():
+        entered, checked = asyncio.Event(), asyncio.Event()
+
+        async def pinned_task():
+            with use_primary():
+                replicas.mark_written()
+                entered.set()
+                await checked.wait()
+
+        async def other_task():
+            await entered.wait()
+            try:
+                return replicas.pinned()
+            finally:
+                checked.set()
+
+        _, other_saw = await asyncio.gather(pinned_task(), other_task())
+        return other_saw
+
+    assert asyncio.run(main()) is False
+
+
+def test_a_pin_in_one_thread_is_invisible_to_another():
+    entered, checked = threading.Event(), threading.Event()
+    seen = []
+
+    def pinned_thread():
+        with use_primary():
+            replicas.mark_written()
+            entered.set()
+            checked.wait(5)
+
+    def other_thread():
+        entered.wait(5)
+        seen.append(replicas.pinned())
+        checked.set()
+
+    threads = [threading.Thread(target=pinned_thread), threading.Thread(target=other_thread)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert seen == [False]
+
+
+# --------------------------------------------------------------------------- middleware
+
+
+@routed
+@uses_views
+def test_a_read_only_request_sets_no_pin_cookie(client):
+    response = client.get("/read/")
+    assert replicas.PIN_COOKIE not in response.cookies
+
+
+@routed
+@uses_views
+def test_a_read_only_request_never_connects_to_the_primary(client):
+    opened = []
+
+    def record(sender, connection, **kwargs):
+        opened.append(connection.alias)
+
+    connections["default"].close()
+    connection_created.connect(record)
+    try:
+        assert read_db(client) == "replica1"
+    finally:
+        connection_created.disconnect(record)
+    assert "default" not in opened
+
+
+@routed
+@uses_views
+def test_a_request_that_wrote_sets_the_pin_cookie(client, user):
+    response = client.get("/write/")
+    assert replicas.PIN_COOKIE in response.cookies
+
+
+@routed
+@uses_views
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_an_unsafe_method_sets_the_pin_cookie_even_without_a_write(client, method):
+    response = getattr(client, method)("/read/")
+    assert replicas.PIN_COOKIE in response.cookies
+
+
+@routed
+@uses_views
+def test_an_unsafe_method_reads_from_the_primary(client):
+    assert client.post("/read/").json()["db"] == "default"
+
+
+@routed
+@uses_views
+def test_saving_the_session_sets_no_pin_cookie(client):
+    response = client.get("/session/")
+    assert "sessionid" in response.cookies
+    assert replicas.PIN_COOKIE not in response.cookies
+
+
+@routed
+@uses_views
+def test_the_pin_cookie_is_signed_http_only_lax_and_short_lived(client, user, settings):
+    settings.REPLICA_PIN_SECONDS = 5.0
+    cookie = client.get("/write/").cookies[replicas.PIN_COOKIE]
+    assert cookie.value != "1"  # the value carries a signature
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Lax"
+    assert cookie["max-age"] == 5
+    assert not cookie["secure"]
+
+
+@routed
+@uses_views
+def test_the_pin_cookie_is_secure_when_the_session_cookie_is(client, user, settings):
+    settings.SESSION_COOKIE_SECURE = True
+    cookie = client.get("/write/").cookies[replicas.PIN_COOKIE]
+    assert cookie["secure"] is True
+
+
+@routed
+@uses_views
+def test_a_client_with_a_pin_cookie_reads_from_the_primary(client, user):
+    client.get("/write/")
+    assert read_db(client) == "default"
+
+
+@routed
+@uses_views
+def test_a_client_without_the_pin_cookie_reads_from_the_replica(client, user):
+    client.get("/write/")
+    client.cookies.clear()
+    assert read_db(client) == "replica1"
+
+
+@routed
+@uses_views
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1",
+        signing.get_cookie_signer(salt="another-salt").sign("1"),
+        signing.Signer(key="not-the-secret-key", salt="x").sign("1"),
+    ],
+    ids=["unsigned", "wrong-salt", "wrong-key"],
+)
+def test_a_forged_pin_cookie_pins_nothing(client, value):
+    client.cookies[replicas.PIN_COOKIE] = value
+    assert read_db(client) == "replica1"
+
+
+@routed
+@uses_views
+def test_an_expired_pin_cookie_pins_nothing(client, settings, monkeypatch):
+    settings.REPLICA_PIN_SECONDS = 5.0
+    long_ago = signing.b62_encode(int(time.time()) - 60)
+    with monkeypatch.context() as patch:
+        patch.setattr(signing.TimestampSigner, "timestamp", lambda self: long_ago)
+        response = HttpResponse()
+        response.set_signed_cookie(replicas.PIN_COOKIE, "1", salt=replicas.PIN_SALT)
+    client.cookies[replicas.PIN_COOKIE] = response.cookies[replicas.PIN_COOKIE].value
+    assert read_db(client) == "replica1"
+
+
+@routed
+@uses_views
+def test_the_pin_ends_with_the_request(client, user):
+    client.get("/write/")
+    assert not replicas.pinned()
+
+
+def test_the_middleware_pins_in_async_mode_too():
+    async def view(request):
+        replicas.mark_written()
+        return HttpResponse()
+
+    middleware = replicas.ReadYourWritesMiddleware(view)
+    response = asyncio.run(middleware(RequestFactory().get("/")))
+    assert replicas.PIN_COOKIE in response.cookies
+
+
+# --------------------------------------------------------------------------- failover
+
+
+def closed_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def replica_unreachable(monkeypatch):
+    """Point replica1 at a loopback port nobody listens on; undo it afterwards."""
+    replica = connections["replica1"]
+    replica.close()
+    monkeypatch.setitem(replica.settings_dict, "HOST", "127.0.0.1")
+    monkeypatch.setitem(replica.settings_dict, "PORT", closed_port())
+    yield monkeypatch
+    replica.close()
+
+
+@pytest.fixture
+def connect_attempts(monkeypatch):
+    """Count the connections replica1 tries to open."""
+    replica = connections["replica1"]
+    attempts = []
+    connect = replica.connect
+
+    def counting_connect():
+        attempts.append(time.monotonic())
+        return connect()
+
+    monkeypatch.setattr(replica, "connect", counting_connect)
+    return attempts
+
+
+@routed
+def test_reads_fall_back_to_the_primary_when_the_replica_is_unreachable(replica_unreachable, user):
+    log_entry(user)
+    forget_writes()
+    entries = LogEntry.objects.all()
+    assert len(entries) == 1
+    assert entries.db == "default"
+
+
+@routed
+def test_an_unreachable_replica_is_logged_once(replica_unreachable, caplog):
+    with caplog.at_level(logging.WARNING, logger="config.replicas"):
+        for _ in range(5):
+            list(LogEntry.objects.all())
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 1
+    assert "'replica1' is unreachable" in messages[0]
+
+
+@routed
+def test_an_unreachable_replica_is_not_retried_during_the_cool_down(
+    replica_unreachable, connect_attempts, settings
+):
+    settings.REPLICA_COOLDOWN_SECONDS = 60.0
+    for _ in range(5):
+        list(LogEntry.objects.all())
+    assert len(connect_attempts) == 1
+
+
+@routed
+def test_a_replica_is_read_again_once_it_answers_after_the_cool_down(
+    replica_unreachable, settings, caplog
+):
+    settings.REPLICA_COOLDOWN_SECONDS = 0.05
+    assert LogEntry.objects.all().db == "default"
+    replica_unreachable.undo()  # the replica is back
+    time.sleep(0.1)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="config.replicas"):
+        assert LogEntry.objects.all().db == "replica1"
+        assert LogEntry.objects.all().db == "replica1"
+    assert [record.getMessage() for record in caplog.records] == [
+        "Database replica 'replica1' answers again; reading from it."
+    ]
+
+
+@routed
+def test_a_replica_connection_dropped_between_requests_is_replaced():
+    replica = connections["replica1"]
+    replica.ensure_connection()
+    pid = replica.connection.info.backend_pid
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    replica.close_if_unusable_or_obsolete()  # what Django does when a request starts
+    assert len(LogEntry.objects.all()) == 0
+    assert LogEntry.objects.all().db == "replica1"
+    assert replica.connection.info.backend_pid != pid
