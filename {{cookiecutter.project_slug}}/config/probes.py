@@ -39,9 +39,10 @@ def healthz(request):
 def readyz(request):
     """Readiness: 200 when the primary answers, 503 when it does not.
 
-    Every database alias is reported with ``ok`` and its latency; a replica that is
-    down is reported without failing the probe. The body holds no host names or
-    credentials, only error class names; details go to the log.
+    Every database alias is reported with ``ok`` and its latency; only ``default``
+    decides the status, so another alias that is down is reported without failing
+    the probe. The body holds no host names or credentials, only error class names;
+    details go to the log.
     """
     results = asyncio.run(probe_databases(list(connections)))
     ready = results["default"]["ok"]
