@@ -140,9 +140,14 @@ def test_deploy_checks_pass(baked, settings_name):
     )
 
 
-def test_project_suite_passes_against_postgresql(baked, pg_primary):
-    result = baked.run(
-        "-m", "pytest", "-q", "-p", "no:cacheprovider", DATABASE_URL=pg_primary.url()
-    )
+def test_project_suite_passes_against_postgresql(baked, pg_primary, request):
+    env = {"DATABASE_URL": pg_primary.url()}
+    if baked.answers["use_pgbouncer"]:
+        # Tests run through PgBouncer; the test database is made on the direct connection.
+        env = {
+            "DATABASE_URL": request.getfixturevalue("pgbouncer").url(),
+            "DATABASE_DIRECT_URL": pg_primary.url(),
+        }
+    result = baked.run("-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", **env)
     assert " passed" in result.stdout
     assert "skipped" not in result.stdout

@@ -7,7 +7,11 @@ environments. Credentials come from URLs in the environment, never from the repo
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+{% if cookiecutter.use_pgbouncer %}
+from config import env, pgbouncer
+{% else %}
 from config import env
+{% endif %}
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 URL_EXPECTED = "a PostgreSQL URL such as postgres://USER:PASSWORD@HOST:5432/NAME"
@@ -22,12 +26,50 @@ def databases(*, default_url=env.REQUIRED, sslmode=None):
     unless ``DATABASE_SSLMODE`` overrides it; ``None`` keeps libpq's default.
     """
     sslmode = env.choice("DATABASE_SSLMODE", sslmode, SSLMODES)
+    lifetime = connection_lifetime()
     url = env.string("DATABASE_URL", default_url, expected=URL_EXPECTED)
+{% if cookiecutter.use_pgbouncer %}
+    # DATABASE_URL is PgBouncer in transaction pooling mode; DATABASE_DIRECT_URL is the
+    # primary itself, for migrations and anything else that needs a whole session.
+    direct_url = env.string("DATABASE_DIRECT_URL", url, expected=URL_EXPECTED)
+    databases = {
+        "default": with_lifetime(
+            pgbouncer.transaction_pooling(parse_url("DATABASE_URL", url, sslmode=sslmode)),
+            lifetime,
+        ),
+        "direct": parse_url("DATABASE_DIRECT_URL", direct_url, sslmode=sslmode),
+    }
+{% else %}
     primary = parse_url("DATABASE_URL", url, sslmode=sslmode)
-    return {"default": with_lifetime(primary, connection_lifetime())}
+    databases = {"default": with_lifetime(primary, lifetime)}
+{% endif %}
+{% if cookiecutter.use_read_replica %}
+    # Replicas get a short connect timeout: a dead one is skipped, not waited for.
+    replica_timeout = env.integer("DATABASE_REPLICA_CONNECT_TIMEOUT", 2, minimum=1)
+    replica_urls = env.strings(
+        "DATABASE_REPLICA_URLS", [], expected="comma-separated PostgreSQL replica URLs"
+    )
+    for number, replica_url in enumerate(replica_urls, start=1):
+        replica = parse_url(
+            f"DATABASE_REPLICA_URLS (item {number})",
+            replica_url,
+            sslmode=sslmode,
+            connect_timeout=replica_timeout,
+        )
+        replica = with_lifetime(replica, lifetime)
+        if "pool" in replica["OPTIONS"]:
+            # A pool waits its whole timeout for a connection to a dead replica; the
+            # router only falls back to another database once that wait is over.
+            pool = replica["OPTIONS"]["pool"]
+            timeout = min(pool["timeout"], replica_timeout)
+            replica["OPTIONS"] = {**replica["OPTIONS"], "pool": {**pool, "timeout": timeout}}
+        # In tests a replica is the test database itself, read through another alias.
+        databases[f"replica{number}"] = {**replica, "TEST": {"MIRROR": "default"}}
+{% endif %}
+    return databases
 
 
-def parse_url(name, url, *, sslmode=None):
+def parse_url(name, url, *, sslmode=None, connect_timeout=None):
     """Parse one database URL from variable ``name`` into a ``DATABASES`` entry.
 
     An ``sslmode`` written in the URL is kept exactly as written; ``sslmode`` fills
@@ -58,8 +100,10 @@ def parse_url(name, url, *, sslmode=None):
             )
     elif sslmode:
         options["sslmode"] = sslmode
-    # Without a bound, a primary that drops packets hangs a worker for minutes.
-    options.setdefault("connect_timeout", env.integer("DATABASE_CONNECT_TIMEOUT", 5, minimum=1))
+    # Without a bound, a server that drops packets hangs a worker for minutes.
+    if connect_timeout is None:
+        connect_timeout = env.integer("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
+    options.setdefault("connect_timeout", connect_timeout)
     return config
 
 

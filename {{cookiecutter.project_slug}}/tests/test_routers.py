@@ -8,6 +8,7 @@ read rightly goes to the primary.
 
 import asyncio
 import logging
+import os
 import socket
 import threading
 import time
@@ -535,8 +536,10 @@ def test_a_replica_connection_dropped_between_requests_is_replaced():
     replica = connections["replica1"]
     replica.ensure_connection()
     pid = replica.connection.info.backend_pid
-    with connections["default"].cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    # Cut the connection as a network failure would (works through a pooler too, where
+    # the backend pid is the pooler's and pg_terminate_backend() cannot reach it).
+    with socket.socket(fileno=os.dup(replica.connection.fileno())) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
     replica.close_if_unusable_or_obsolete()  # what Django does when a request starts
     assert len(LogEntry.objects.all()) == 0
     assert LogEntry.objects.all().db == "replica1"

@@ -27,6 +27,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "config.probes.ProbeMiddleware",
+{% if cookiecutter.use_read_replica %}
+    "config.replicas.ReadYourWritesMiddleware",
+{% endif %}
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -57,6 +60,14 @@ TEMPLATES = [
 # Local development and tests default to a database on the local Unix socket.
 DATABASES = database.databases(default_url="postgres:///{{ cookiecutter.project_slug }}")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+{% if cookiecutter.use_read_replica %}
+
+# Reads go to the replicas in DATABASE_REPLICA_URLS; writes, transactions and a client's
+# reads right after its own writes go to the primary (see config/routers.py).
+DATABASE_ROUTERS = ["config.routers.PrimaryReplicaRouter"]
+REPLICA_PIN_SECONDS = env.seconds("DATABASE_REPLICA_PIN_SECONDS", 5.0)
+REPLICA_COOLDOWN_SECONDS = env.seconds("DATABASE_REPLICA_COOLDOWN_SECONDS", 10.0)
+{% endif %}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

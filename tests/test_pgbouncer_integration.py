@@ -1,0 +1,331 @@
+"""A project baked with use_pgbouncer, against a real PgBouncer in transaction pooling mode.
+
+Each test shows one failure that transaction pooling causes, or the template's guard
+against it, on a throwaway primary (``pg_primary``) and PgBouncer (``pgbouncer``, or one
+with a pool of two server connections).
+"""
+
+import json
+import re
+import subprocess
+import threading
+import time
+import urllib.request
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests import harness
+from tests.bakery import bake, project_env, project_python, run
+from tests.harness import APP_USER, HarnessError, PgBouncer, pick_port
+
+ANSWERS = {"use_pgbouncer": True, "django_version": "6.1"}
+SMALL_POOL = 2
+ROWS = 3000
+
+
+class Project:
+    """The baked project, run with DATABASE_URL at PgBouncer and DATABASE_DIRECT_URL at
+    the primary."""
+
+    def __init__(self, path, python):
+        self.path = path
+        self.python = python
+
+    def env(self, bouncer, primary, dbname, **extra):
+        return project_env(
+            DJANGO_SETTINGS_MODULE="config.settings.local",
+            DATABASE_URL=bouncer.url(dbname),
+            DATABASE_DIRECT_URL=primary.url(dbname=dbname),
+            **extra,
+        )
+
+    def run(self, *args, env, check=True, timeout=120):
+        return run([self.python, *args], cwd=self.path, env=env, check=check, timeout=timeout)
+
+    def shell(self, code, *, env, check=True):
+        return self.run("manage.py", "shell", "--no-imports", "-c", code, env=env, check=check)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    path = bake(ANSWERS, tmp_path_factory.mktemp("pgbouncer"))
+    return Project(path, project_python(path, ANSWERS["django_version"]))
+
+
+def create_database(primary, name):
+    database = sql.Identifier(name)
+    primary.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
+    owner = sql.Identifier(APP_USER)
+    primary.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(database, owner))
+
+
+def pool_databases(bouncer):
+    return {row["database"] for row in bouncer.show("POOLS")}
+
+
+@pytest.fixture(scope="module")
+def small_bouncer(pg_primary):
+    """PgBouncer lending at most two server connections per database."""
+    with PgBouncer(pg_primary, default_pool_size=SMALL_POOL) as bouncer:
+        yield bouncer
+
+
+@pytest.fixture(scope="module")
+def shop(project, pg_primary, small_bouncer):
+    """Database "shop", migrated through the primary and holding ROWS auth groups."""
+    create_database(pg_primary, "shop")
+    env = project.env(small_bouncer, pg_primary, "shop")
+    project.run("manage.py", "migrate", "--verbosity=0", env=env)
+    project.shell(
+        "from django.contrib.auth.models import Group; "
+        f"Group.objects.bulk_create(Group(name=f'g{{i}}') for i in range({ROWS}))",
+        env=env,
+    )
+    return env
+
+
+# migrate and serving ------------------------------------------------------------------
+
+
+def test_migrate_runs_on_the_primary_not_through_pgbouncer(project, pg_primary, pgbouncer):
+    create_database(pg_primary, "migrated")
+    env = project.env(pgbouncer, pg_primary, "migrated")
+    project.run("manage.py", "migrate", "--verbosity=0", env=env)
+    applied = pg_primary.execute("SELECT count(*) FROM django_migrations", dbname="migrated")
+    assert applied[0][0] > 10
+    assert "migrated" not in pool_databases(pgbouncer)  # no client ever came through it
+
+
+@pytest.fixture
+def server(project, pg_primary, pgbouncer):
+    """``manage.py runserver`` for database "served", stopped after the test."""
+    create_database(pg_primary, "served")
+    env = project.env(pgbouncer, pg_primary, "served")
+    project.run("manage.py", "migrate", "--verbosity=0", env=env)
+    port = pick_port()
+    process = subprocess.Popen(
+        [project.python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        cwd=project.path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def get(url, deadline=30.0):
+    """GET ``url``, retrying while the server is still starting."""
+    give_up = time.monotonic() + deadline
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+        except OSError:
+            if time.monotonic() > give_up:
+                raise
+            time.sleep(0.1)
+
+
+def test_readyz_is_served_through_pgbouncer(server, pgbouncer):
+    status, body = get(f"{server}/readyz/")
+    assert status == 200
+    assert body["databases"]["default"]["ok"] is True
+    assert body["databases"]["direct"]["ok"] is True
+    assert "served" in pool_databases(pgbouncer)
+
+
+# .iterator() outside atomic() -----------------------------------------------------------
+
+# Worker threads keep both server connections busy with short transactions while the main
+# thread walks ROWS groups with .iterator() in autocommit mode, chunk by chunk.
+ITERATE = """
+import threading, time
+from django.contrib.auth.models import Group
+from django.db import connection, connections, transaction
+
+SERVER_SIDE_CURSORS = {server_side_cursors}
+if SERVER_SIDE_CURSORS:
+    connection.settings_dict["DISABLE_SERVER_SIDE_CURSORS"] = False
+
+stop = threading.Event()
+
+def work():
+    while not stop.is_set():
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(0.002)")
+    connections.close_all()
+
+workers = [threading.Thread(target=work) for _ in range(4)]
+for worker in workers:
+    worker.start()
+try:
+    seen = 0
+    for group in Group.objects.order_by("id").iterator(chunk_size=50):
+        seen += 1
+        if seen % 50 == 0:
+            time.sleep(0.003)
+    print("ITERATED", seen)
+finally:
+    stop.set()
+    for worker in workers:
+        worker.join()
+"""
+
+
+def test_iterator_outside_atomic_works_while_others_use_the_pool(project, shop):
+    result = project.shell(ITERATE.format(server_side_cursors=False), env=shop)
+    assert f"ITERATED {ROWS}" in result.stdout
+
+
+def test_iterator_breaks_when_server_side_cursors_are_switched_back_on(project, shop):
+    # What DISABLE_SERVER_SIDE_CURSORS prevents: Django declares the cursor WITH HOLD in
+    # one transaction and fetches from it in the next, on another server connection.
+    result = project.shell(ITERATE.format(server_side_cursors=True), env=shop, check=False)
+    assert result.returncode != 0
+    # psycopg describes the cursor right after DECLARE: the first statement to land on
+    # the other server connection reports the portal, a later FETCH the cursor.
+    assert re.search(r'(cursor|portal) "_django_curs_\w+" does not exist', result.stderr)
+
+
+# Server connections -------------------------------------------------------------------
+
+CLIENTS = """
+import threading
+from django.contrib.auth.models import Group
+from django.db import connections, transaction
+
+def work():
+    for _ in range(15):
+        with transaction.atomic():
+            Group.objects.filter(name__startswith="g1").count()
+            Group.objects.raw("SELECT id, pg_sleep(0.005) FROM auth_group LIMIT 1")[0]
+    connections.close_all()
+
+threads = [threading.Thread(target=work) for _ in range(20)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print("DONE")
+"""
+
+
+def test_many_clients_never_hold_more_server_connections_than_the_pool(project, shop, pg_primary):
+    samples = []
+    done = threading.Event()
+
+    def sample():
+        with psycopg.connect(pg_primary.superuser_conninfo(), autocommit=True) as conn:
+            while not done.is_set():
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = 'shop' AND usename = %s",
+                    [APP_USER],
+                ).fetchone()
+                samples.append(row[0])
+                time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = project.shell(CLIENTS, env=shop)
+    finally:
+        done.set()
+        sampler.join()
+    assert "DONE" in result.stdout
+    assert max(samples) == SMALL_POOL  # 20 clients, 2 server connections
+    assert len(samples) > 20
+
+
+# Startup options ----------------------------------------------------------------------
+
+OPTIONS = "options=-c%20statement_timeout%3D5s"
+
+
+def test_pgbouncer_rejects_startup_options(pgbouncer):
+    # What the settings guard against: the connection fails at login, on every request.
+    with pytest.raises(psycopg.OperationalError, match="unsupported startup parameter"):
+        psycopg.connect(pgbouncer.url(), options="-c statement_timeout=5s").close()
+
+
+def test_startup_options_are_refused_by_manage_py_check(project, pg_primary, pgbouncer):
+    env = project.env(pgbouncer, pg_primary, "app")
+    env["DATABASE_URL"] += f"?{OPTIONS}"
+    result = project.run("manage.py", "check", env=env, check=False)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: DATABASE_URL sets options" in result.stderr
+    assert pg_primary.password() not in result.stderr
+
+
+# userlist.txt -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stored_app_secret(pg_primary):
+    """Read the app role's stored SCRAM secret; put the original back afterwards, for the
+    PgBouncers shared by other tests."""
+    query = "SELECT rolpassword FROM pg_authid WHERE rolname = %s"
+    secret = pg_primary.execute(query, [APP_USER])[0][0]
+    yield lambda: pg_primary.execute(query, [APP_USER])[0][0]
+    pg_primary.execute(
+        sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(APP_USER), sql.Literal(secret))
+    )
+
+
+def use_auth_file(bouncer, text):
+    """Give ``bouncer`` this userlist.txt and restart it (start() waits for a login)."""
+    bouncer.stop()
+    bouncer.auth_file.write_text(text)
+    bouncer.start()
+
+
+def test_generated_userlist_lets_pgbouncer_log_in(project, pg_primary, stored_app_secret):
+    output = project.path / "userlist.txt"
+    env = project.env(pg_primary, pg_primary, "app")  # the URLs only lend user and password
+    project.run(
+        "manage.py", "pgbouncer_userlist", "--set-role-password", f"--output={output}", env=env
+    )
+    text = output.read_text()
+    assert text == f'"{APP_USER}" "{stored_app_secret()}"\n'
+    with PgBouncer(pg_primary) as bouncer:
+        use_auth_file(bouncer, text)
+        with psycopg.connect(bouncer.url(), autocommit=True) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (APP_USER,)
+
+
+def test_userlist_with_a_secret_of_its_own_fails_the_server_login(
+    project, pg_primary, stored_app_secret, monkeypatch
+):
+    # Why --set-role-password exists: PgBouncer accepts the client, but PostgreSQL refuses
+    # PgBouncer's login, because the salts differ.
+    env = project.env(pg_primary, pg_primary, "app")
+    text = project.run("manage.py", "pgbouncer_userlist", env=env).stdout
+    monkeypatch.setattr(harness, "START_TIMEOUT", 3.0)  # start() retries logins that long
+    with (
+        PgBouncer(pg_primary) as bouncer,
+        pytest.raises(HarnessError, match="password authentication failed"),
+    ):
+        use_auth_file(bouncer, text)
+
+
+# The generated suite ------------------------------------------------------------------
+
+
+def test_generated_suite_passes_through_pgbouncer(project, pg_primary, pgbouncer):
+    env = project.env(pgbouncer, pg_primary, "app")
+    result = project.run("-m", "pytest", "-q", "-p", "no:cacheprovider", env=env)
+    assert " passed" in result.stdout
+    assert " failed" not in result.stdout
+    assert "error" not in result.stdout.lower()

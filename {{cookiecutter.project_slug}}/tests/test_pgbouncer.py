@@ -1,0 +1,271 @@
+"""PgBouncer in transaction pooling mode: what the settings refuse, check and default to."""
+
+import base64
+import hashlib
+import hmac
+from io import StringIO
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import CommandError, call_command
+from django.core.management.base import SystemCheckError
+from django.core.management.commands.migrate import Command as DjangoMigrate
+from django.db import connections
+
+from config import database, pgbouncer
+from config.management.commands.migrate import Command as Migrate
+
+BOUNCER_URL = "postgres://app:s3cret@pgbouncer.example.com:6432/app"
+PRIMARY_URL = "postgres://app:s3cret@db.example.com:5432/app"
+
+
+@pytest.fixture
+def environ(clean_env):
+    def set_variables(**variables):
+        for name, value in variables.items():
+            clean_env.setenv(name, value)
+
+    return set_variables
+
+
+# Settings -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("options=-c%20statement_timeout%3D5s", "DATABASE_URL sets options: startup options"),
+        ("assume_role=reporting", "DATABASE_URL sets assume_role: SET ROLE would leak"),
+        ("server_side_binding=true", "DATABASE_URL sets server_side_binding: server-side"),
+        ("prepare_threshold=5", "DATABASE_URL sets prepare_threshold: prepared statements"),
+        ("channel_binding=require", "DATABASE_URL sets channel_binding=require: PgBouncer"),
+    ],
+    ids=["options", "assume_role", "server_side_binding", "prepare_threshold", "channel_binding"],
+)
+def test_session_bound_url_option_is_refused(environ, query, message):
+    environ(DATABASE_URL=f"{BOUNCER_URL}?{query}", DATABASE_DIRECT_URL=PRIMARY_URL)
+    with pytest.raises(ImproperlyConfigured) as error:
+        database.databases()
+    assert str(error.value).startswith(message)
+    assert "s3cret" not in str(error.value)
+
+
+def test_channel_binding_prefer_is_allowed(environ):
+    environ(DATABASE_URL=f"{BOUNCER_URL}?channel_binding=prefer")
+    assert database.databases()["default"]["OPTIONS"]["channel_binding"] == "prefer"
+
+
+def test_pgbouncer_alias_disables_server_side_cursors(environ):
+    environ(DATABASE_URL=BOUNCER_URL, DATABASE_DIRECT_URL=PRIMARY_URL)
+    assert database.databases()["default"]["DISABLE_SERVER_SIDE_CURSORS"] is True
+
+
+def test_direct_alias_keeps_server_side_cursors(environ):
+    environ(DATABASE_URL=BOUNCER_URL, DATABASE_DIRECT_URL=PRIMARY_URL)
+    assert not database.databases()["direct"].get("DISABLE_SERVER_SIDE_CURSORS")
+
+
+def test_direct_alias_reaches_database_direct_url(environ):
+    environ(DATABASE_URL=BOUNCER_URL, DATABASE_DIRECT_URL=PRIMARY_URL)
+    direct = database.databases()["direct"]
+    assert (direct["HOST"], direct["PORT"]) == ("db.example.com", 5432)
+
+
+def test_direct_url_defaults_to_database_url(environ):
+    environ(DATABASE_URL=BOUNCER_URL)
+    direct = database.databases()["direct"]
+    assert (direct["HOST"], direct["PORT"]) == ("pgbouncer.example.com", 6432)
+
+
+def test_direct_url_may_set_session_options(environ):
+    # The primary gives each client a session of its own, so startup options are fine.
+    environ(DATABASE_URL=BOUNCER_URL, DATABASE_DIRECT_URL=f"{PRIMARY_URL}?options=-c%20x%3Dy")
+    assert database.databases()["direct"]["OPTIONS"]["options"] == "-c x=y"
+
+
+def test_direct_connections_close_after_each_request(environ):
+    # A web worker that touches the primary must not keep a server connection pinned.
+    environ(DATABASE_URL=BOUNCER_URL, DATABASE_DIRECT_URL=PRIMARY_URL)
+    assert database.databases()["direct"]["CONN_MAX_AGE"] == 0
+
+
+def test_malformed_direct_url_is_refused_by_name(environ):
+    environ(DATABASE_URL=BOUNCER_URL, DATABASE_DIRECT_URL="mysql://app:s3cret@db/app")
+    with pytest.raises(ImproperlyConfigured, match=r"^DATABASE_DIRECT_URL is not a PostgreSQL"):
+        database.databases()
+
+
+# System checks ------------------------------------------------------------------------
+
+
+def pooled(**changes):
+    return {
+        "HOST": "pgbouncer.example.com",
+        "PORT": 6432,
+        "DISABLE_SERVER_SIDE_CURSORS": True,
+        "OPTIONS": {},
+        **changes,
+    }
+
+
+DIRECT = {"HOST": "db.example.com", "PORT": 5432, "OPTIONS": {}}
+
+
+def check_ids(settings, check, **databases):
+    settings.DATABASES = databases
+    return [message.id for message in check(None)]
+
+
+def test_transaction_pooling_check_passes_the_generated_settings(settings):
+    assert check_ids(settings, pgbouncer.check_transaction_pooling, default=pooled()) == []
+
+
+def test_server_side_cursors_through_pgbouncer_are_an_error(settings):
+    config = pooled(DISABLE_SERVER_SIDE_CURSORS=False)
+    ids = check_ids(settings, pgbouncer.check_transaction_pooling, default=config)
+    assert ids == ["pgbouncer.E001"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"options": "-c statement_timeout=5s"},
+        {"assume_role": "reporting"},
+        {"server_side_binding": True},
+        {"prepare_threshold": 5},
+        {"channel_binding": "require"},
+    ],
+    ids=["options", "assume_role", "server_side_binding", "prepare_threshold", "channel_binding"],
+)
+def test_session_bound_option_through_pgbouncer_is_an_error(settings, options):
+    config = pooled(OPTIONS=options)
+    ids = check_ids(settings, pgbouncer.check_transaction_pooling, default=config)
+    assert ids == ["pgbouncer.E002"]
+
+
+def test_transaction_pooling_check_runs_with_manage_py_check(settings):
+    settings.DATABASES = {**settings.DATABASES, "default": pooled(OPTIONS={"assume_role": "x"})}
+    with pytest.raises(SystemCheckError, match=r"pgbouncer\.E002"):
+        call_command("check")
+
+
+def test_direct_url_on_another_server_passes_the_deploy_check(settings):
+    ids = check_ids(settings, pgbouncer.check_direct_database, default=pooled(), direct=DIRECT)
+    assert ids == []
+
+
+def test_direct_url_missing_is_a_deploy_warning(settings):
+    # DATABASE_DIRECT_URL unset: "direct" is a copy of DATABASE_URL, i.e. PgBouncer.
+    ids = check_ids(settings, pgbouncer.check_direct_database, default=pooled(), direct=pooled())
+    assert ids == ["pgbouncer.W001"]
+
+
+def test_direct_alias_missing_is_a_deploy_warning(settings):
+    assert check_ids(settings, pgbouncer.check_direct_database, default=pooled()) == [
+        "pgbouncer.W001"
+    ]
+
+
+def test_direct_url_check_is_deploy_only():
+    from django.core.checks import registry
+
+    assert pgbouncer.check_direct_database in registry.registry.get_checks(True)
+    assert pgbouncer.check_direct_database not in registry.registry.get_checks(False)
+
+
+# migrate ------------------------------------------------------------------------------
+
+
+def database_option(*args):
+    return Migrate().create_parser("manage.py", "migrate").parse_args(args).database
+
+
+def test_migrate_defaults_to_the_direct_alias():
+    assert database_option() == "direct"
+
+
+def test_migrate_still_accepts_another_alias():
+    assert database_option("--database", "default") == "default"
+
+
+def test_migrate_is_djangos_migrate():
+    assert issubclass(Migrate, DjangoMigrate)
+
+
+def test_call_command_migrate_runs_on_the_direct_alias(monkeypatch):
+    used = []
+    monkeypatch.setattr(DjangoMigrate, "handle", lambda self, **options: used.append(options))
+    call_command("migrate", verbosity=0)
+    assert used[0]["database"] == "direct"
+
+
+def test_test_database_is_shared_by_both_aliases(db):
+    # Created on the primary, used through PgBouncer: one database under two routes.
+    name = connections["default"].settings_dict["NAME"]
+    assert name.startswith("test_")
+    assert connections["direct"].settings_dict["NAME"] == name
+
+
+# userlist.txt -------------------------------------------------------------------------
+
+
+def test_scram_secret_has_postgresqls_format():
+    secret = pgbouncer.scram_sha_256_secret("s3cret")
+    mechanism, rest = secret.split("$", 1)
+    iterations_and_salt, keys = rest.split("$")
+    iterations, salt = iterations_and_salt.split(":")
+    stored_key, server_key = keys.split(":")
+    assert mechanism == "SCRAM-SHA-256"
+    assert iterations == "4096"
+    assert len(base64.b64decode(salt)) == 16
+    assert len(base64.b64decode(stored_key)) == len(base64.b64decode(server_key)) == 32
+
+
+def test_scram_secret_matches_rfc_5802_for_a_known_salt():
+    salt = b"0123456789abcdef"
+    salted = hashlib.pbkdf2_hmac("sha256", b"s3cret", salt, 4096)
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+    secret = pgbouncer.scram_sha_256_secret("s3cret", salt=salt)
+    assert secret.endswith(":" + base64.b64encode(server_key).decode())
+
+
+def test_scram_secret_gets_a_fresh_salt_each_time():
+    assert pgbouncer.scram_sha_256_secret("s3cret") != pgbouncer.scram_sha_256_secret("s3cret")
+
+
+def test_userlist_line_quotes_both_fields():
+    assert pgbouncer.userlist_line('we"ird', "SCRAM") == '"we""ird" "SCRAM"'
+
+
+@pytest.fixture
+def shop_role(settings):
+    """DATABASE_URL names role "shop" with password "s3cret"."""
+    default = {**settings.DATABASES["default"], "USER": "shop", "PASSWORD": "s3cret"}
+    settings.DATABASES = {**settings.DATABASES, "default": default}
+
+
+def test_pgbouncer_userlist_prints_the_database_url_role(shop_role):
+    out, err = StringIO(), StringIO()
+    call_command("pgbouncer_userlist", stdout=out, stderr=err)
+    assert out.getvalue().startswith('"shop" "SCRAM-SHA-256$4096:')
+    assert "s3cret" not in out.getvalue()
+
+
+def test_pgbouncer_userlist_says_the_role_must_store_the_same_secret(shop_role):
+    err = StringIO()
+    call_command("pgbouncer_userlist", stdout=StringIO(), stderr=err)
+    assert "--set-role-password" in err.getvalue()
+
+
+def test_pgbouncer_userlist_writes_a_file_only_its_owner_reads(shop_role, tmp_path):
+    output = tmp_path / "userlist.txt"
+    call_command("pgbouncer_userlist", output=str(output), stderr=StringIO())
+    assert output.read_text().startswith('"shop" "SCRAM-SHA-256$')
+    assert output.stat().st_mode & 0o777 == 0o600
+
+
+def test_pgbouncer_userlist_needs_a_password(settings):
+    default = {**settings.DATABASES["default"], "USER": "shop", "PASSWORD": ""}
+    settings.DATABASES = {**settings.DATABASES, "default": default}
+    with pytest.raises(CommandError, match=r"^DATABASE_URL names no user and password"):
+        call_command("pgbouncer_userlist")
