@@ -9,8 +9,13 @@ SECURE_SSLMODES = ("require", "verify-ca", "verify-full")
 @register(Tags.security, deploy=True)
 def check_database_tls(app_configs, **kwargs):
     """Warn when a deployed database connection may travel unencrypted."""
+    return unencrypted_connections(settings.DATABASES)
+
+
+def unencrypted_connections(databases):
+    """Return a warning for each alias of ``databases`` that may connect without TLS."""
     warnings = []
-    for alias, config in settings.DATABASES.items():
+    for alias, config in databases.items():
         sslmode = config.get("OPTIONS", {}).get("sslmode", "prefer")
         host = config.get("HOST", "")
         if sslmode in SECURE_SSLMODES or not host or host.startswith("/"):

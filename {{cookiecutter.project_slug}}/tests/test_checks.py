@@ -1,32 +1,35 @@
 """System checks flag database settings that are unsafe to deploy."""
 
-from config.checks import check_database_tls
+from django.core.checks.registry import registry
+
+from config.checks import check_database_tls, unencrypted_connections
 
 
-def database(host, sslmode=None):
+def warning_ids(host, sslmode=None):
     options = {} if sslmode is None else {"sslmode": sslmode}
-    return {"default": {"HOST": host, "OPTIONS": options}}
+    databases = {"default": {"HOST": host, "OPTIONS": options}}
+    return [warning.id for warning in unencrypted_connections(databases)]
 
 
-def warning_ids(settings, databases):
-    settings.DATABASES = databases
-    return [warning.id for warning in check_database_tls(None)]
+def test_unencrypted_remote_database_is_a_deploy_warning():
+    assert warning_ids("db.example.com", "disable") == ["config.W001"]
 
 
-def test_unencrypted_remote_database_is_a_deploy_warning(settings):
-    assert warning_ids(settings, database("db.example.com", "disable")) == ["config.W001"]
-
-
-def test_libpq_default_sslmode_is_a_deploy_warning(settings):
+def test_libpq_default_sslmode_is_a_deploy_warning():
     # "prefer" silently falls back to plain text when the server offers no TLS.
-    assert warning_ids(settings, database("db.example.com")) == ["config.W001"]
+    assert warning_ids("db.example.com") == ["config.W001"]
 
 
-def test_required_tls_passes(settings):
-    assert warning_ids(settings, database("db.example.com", "require")) == []
-    assert warning_ids(settings, database("db.example.com", "verify-full")) == []
+def test_required_tls_passes():
+    assert warning_ids("db.example.com", "require") == []
+    assert warning_ids("db.example.com", "verify-full") == []
 
 
-def test_unix_socket_needs_no_tls(settings):
-    assert warning_ids(settings, database("")) == []
-    assert warning_ids(settings, database("/var/run/postgresql")) == []
+def test_unix_socket_needs_no_tls():
+    assert warning_ids("") == []
+    assert warning_ids("/var/run/postgresql") == []
+
+
+def test_the_tls_check_runs_only_with_deploy_checks():
+    assert check_database_tls in registry.get_checks(include_deployment_checks=True)
+    assert check_database_tls not in registry.get_checks(include_deployment_checks=False)
