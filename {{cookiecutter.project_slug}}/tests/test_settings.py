@@ -42,6 +42,26 @@ def test_server_entry_points_default_to_production_settings(entry_point, deploy_
     assert printed == "config.settings.production"
 
 
+def test_asgi_uses_the_connection_pool(deploy_env):
+    printed = settings_module_used(
+        "-c",
+        "import config.asgi; from django.conf import settings; "
+        "print(sorted(settings.DATABASES['default']['OPTIONS']['pool']))",
+        **deploy_env,
+    )
+    assert printed == "['max_size', 'min_size', 'timeout']"
+
+
+def test_wsgi_keeps_persistent_connections(deploy_env):
+    printed = settings_module_used(
+        "-c",
+        "import config.wsgi; from django.conf import settings; "
+        "print(settings.DATABASES['default']['CONN_MAX_AGE'])",
+        **deploy_env,
+    )
+    assert printed == "60"
+
+
 @pytest.mark.parametrize("name", ["staging", "production"])
 @pytest.mark.parametrize("variable", ["DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL"])
 def test_deployed_settings_require_variable(load_settings, deploy_env, name, variable):
