@@ -160,6 +160,7 @@ CONFIGS += [
         extra=True,
     ),
 ]
+CONFIG_BY_KEY = {config.key: config for config in CONFIGS}
 BASELINE = "startproject"
 
 
@@ -728,9 +729,13 @@ def targets(summary: dict, bench: Bench, micro: dict | None) -> list[str]:
     base = summary.get(BASELINE)
     if not base:
         return ["- n/a: the `startproject` baseline was not measured"]
-    best_key = max(summary, key=lambda k: summary[k]["rps"]["one"] or 0)
+    # The candidates are the configurations a project may ship; the --extra rows are
+    # diagnostics that break the contract (no health checks, persistent under ASGI).
+    extras = {c.key for c in CONFIGS if c.extra}
+    candidates = {k: v for k, v in summary.items() if k not in extras}
+    best_key = max(candidates, key=lambda k: candidates[k]["rps"]["one"] or 0)
     best = summary[best_key]["rps"]["one"]
-    single = {k: v for k, v in summary.items() if k != "replica"}
+    single = {k: v for k, v in candidates.items() if k != "replica"}
     best_single_key = max(single, key=lambda k: single[k]["rps"]["one"] or 0)
     row = summary.get("persistent")
     if row:
@@ -743,7 +748,8 @@ def targets(summary: dict, bench: Bench, micro: dict | None) -> list[str]:
         spread = f" (per repetition {min(paired):.2f}–{max(paired):.2f})" if len(paired) > 1 else ""
         lines.append(
             f"- shipped default (persistent, `CONN_MAX_AGE=60` + health checks) ≥ 6× "
-            f"`startproject` and ≥ 0.9× the best measured (`{best_key}`): {row['ratio']:.1f}× "
+            f"`startproject` and ≥ 0.9× the best candidate measured (`{best_key}`): "
+            f"{row['ratio']:.1f}× "
             f"and {row['rps']['one'] / best:.2f}×{spread} → {mark(ok)}"
             + (
                 f" (vs the best single-primary row `{best_single_key}`: "
@@ -752,6 +758,14 @@ def targets(summary: dict, bench: Bench, micro: dict | None) -> list[str]:
                 else ""
             )
         )
+        nohc = summary.get("persistent-nohc")
+        if nohc:
+            lines.append(
+                f"- (info) health checks cost: the template default is "
+                f"{row['rps']['one'] / nohc['rps']['one']:.2f}× persistent without them "
+                "(kept: without them a connection cut by a failover, a PgBouncer restart or "
+                "an idle timeout fails the first query of the next request)"
+            )
     else:
         lines.append("- shipped default: n/a (not measured)")
     tls = summary.get("tls-persistent")
@@ -1037,7 +1051,9 @@ def main(argv=None) -> int:
     ) if not args.smoke else None  # fmt: skip
     print(report)
     log(f"wrote {args.output} in {wall:.0f}s")
-    failed = [r for r in runs if r.error]
+    # An --extra row may fail on purpose (persistent connections under ASGI run out of
+    # server connections): it is reported, but only the candidates decide the exit status.
+    failed = [r for r in runs if r.error and not CONFIG_BY_KEY[r.config].extra]
     skipped = [c.key for c in configs if c.key in bench.skipped]
     if failed:
         log(f"{len(failed)} run(s) had errors")

@@ -68,7 +68,12 @@ TAG = "pgbouncer"
 @register(TAG)
 def check_transaction_pooling(app_configs, **kwargs):
     """Error when the PgBouncer alias is configured for a session of its own."""
-    config = settings.DATABASES.get(POOLED_ALIAS)
+    return transaction_pooling_errors(settings.DATABASES)
+
+
+def transaction_pooling_errors(databases):
+    """Return an error for each setting of the PgBouncer alias that needs a session."""
+    config = databases.get(POOLED_ALIAS)
     if config is None:
         return []
     errors = []
@@ -98,8 +103,13 @@ def check_transaction_pooling(app_configs, **kwargs):
 @register(TAG, deploy=True)
 def check_direct_database(app_configs, **kwargs):
     """Warn when deployed settings have no direct route to the primary."""
-    pooled = settings.DATABASES.get(POOLED_ALIAS)
-    direct = settings.DATABASES.get(DIRECT_ALIAS)
+    return direct_database_warnings(settings.DATABASES)
+
+
+def direct_database_warnings(databases):
+    """Return a warning when ``direct`` is missing or has PgBouncer's address."""
+    pooled = databases.get(POOLED_ALIAS)
+    direct = databases.get(DIRECT_ALIAS)
     if pooled is None:
         return []
     if direct is None or _address(direct) == _address(pooled):

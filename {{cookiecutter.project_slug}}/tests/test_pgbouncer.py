@@ -6,6 +6,7 @@ import hmac
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.core.management.base import SystemCheckError
@@ -111,18 +112,17 @@ def pooled(**changes):
 DIRECT = {"HOST": "db.example.com", "PORT": 5432, "OPTIONS": {}}
 
 
-def check_ids(settings, check, **databases):
-    settings.DATABASES = databases
-    return [message.id for message in check(None)]
+def check_ids(check, **databases):
+    return [message.id for message in check(databases)]
 
 
-def test_transaction_pooling_check_passes_the_generated_settings(settings):
-    assert check_ids(settings, pgbouncer.check_transaction_pooling, default=pooled()) == []
+def test_transaction_pooling_check_passes_the_generated_settings():
+    assert check_ids(pgbouncer.transaction_pooling_errors, default=pooled()) == []
 
 
-def test_server_side_cursors_through_pgbouncer_are_an_error(settings):
+def test_server_side_cursors_through_pgbouncer_are_an_error():
     config = pooled(DISABLE_SERVER_SIDE_CURSORS=False)
-    ids = check_ids(settings, pgbouncer.check_transaction_pooling, default=config)
+    ids = check_ids(pgbouncer.transaction_pooling_errors, default=config)
     assert ids == ["pgbouncer.E001"]
 
 
@@ -137,33 +137,31 @@ def test_server_side_cursors_through_pgbouncer_are_an_error(settings):
     ],
     ids=["options", "assume_role", "server_side_binding", "prepare_threshold", "channel_binding"],
 )
-def test_session_bound_option_through_pgbouncer_is_an_error(settings, options):
+def test_session_bound_option_through_pgbouncer_is_an_error(options):
     config = pooled(OPTIONS=options)
-    ids = check_ids(settings, pgbouncer.check_transaction_pooling, default=config)
+    ids = check_ids(pgbouncer.transaction_pooling_errors, default=config)
     assert ids == ["pgbouncer.E002"]
 
 
-def test_transaction_pooling_check_runs_with_manage_py_check(settings):
-    settings.DATABASES = {**settings.DATABASES, "default": pooled(OPTIONS={"assume_role": "x"})}
+def test_transaction_pooling_check_runs_with_manage_py_check(monkeypatch):
+    monkeypatch.setitem(settings.DATABASES["default"], "OPTIONS", {"assume_role": "x"})
     with pytest.raises(SystemCheckError, match=r"pgbouncer\.E002"):
         call_command("check")
 
 
-def test_direct_url_on_another_server_passes_the_deploy_check(settings):
-    ids = check_ids(settings, pgbouncer.check_direct_database, default=pooled(), direct=DIRECT)
+def test_direct_url_on_another_server_passes_the_deploy_check():
+    ids = check_ids(pgbouncer.direct_database_warnings, default=pooled(), direct=DIRECT)
     assert ids == []
 
 
-def test_direct_url_missing_is_a_deploy_warning(settings):
+def test_direct_url_missing_is_a_deploy_warning():
     # DATABASE_DIRECT_URL unset: "direct" is a copy of DATABASE_URL, i.e. PgBouncer.
-    ids = check_ids(settings, pgbouncer.check_direct_database, default=pooled(), direct=pooled())
+    ids = check_ids(pgbouncer.direct_database_warnings, default=pooled(), direct=pooled())
     assert ids == ["pgbouncer.W001"]
 
 
-def test_direct_alias_missing_is_a_deploy_warning(settings):
-    assert check_ids(settings, pgbouncer.check_direct_database, default=pooled()) == [
-        "pgbouncer.W001"
-    ]
+def test_direct_alias_missing_is_a_deploy_warning():
+    assert check_ids(pgbouncer.direct_database_warnings, default=pooled()) == ["pgbouncer.W001"]
 
 
 def test_direct_url_check_is_deploy_only():
@@ -238,10 +236,10 @@ def test_userlist_line_quotes_both_fields():
 
 
 @pytest.fixture
-def shop_role(settings):
+def shop_role(monkeypatch):
     """DATABASE_URL names role "shop" with password "s3cret"."""
-    default = {**settings.DATABASES["default"], "USER": "shop", "PASSWORD": "s3cret"}
-    settings.DATABASES = {**settings.DATABASES, "default": default}
+    monkeypatch.setitem(settings.DATABASES["default"], "USER", "shop")
+    monkeypatch.setitem(settings.DATABASES["default"], "PASSWORD", "s3cret")
 
 
 def test_pgbouncer_userlist_prints_the_database_url_role(shop_role):
@@ -264,8 +262,8 @@ def test_pgbouncer_userlist_writes_a_file_only_its_owner_reads(shop_role, tmp_pa
     assert output.stat().st_mode & 0o777 == 0o600
 
 
-def test_pgbouncer_userlist_needs_a_password(settings):
-    default = {**settings.DATABASES["default"], "USER": "shop", "PASSWORD": ""}
-    settings.DATABASES = {**settings.DATABASES, "default": default}
+def test_pgbouncer_userlist_needs_a_password(monkeypatch):
+    monkeypatch.setitem(settings.DATABASES["default"], "USER", "shop")
+    monkeypatch.setitem(settings.DATABASES["default"], "PASSWORD", "")
     with pytest.raises(CommandError, match=r"^DATABASE_URL names no user and password"):
         call_command("pgbouncer_userlist")

@@ -187,8 +187,9 @@ def test_writing_a_session_does_not_pin_the_context():
     assert not replicas.pinned()
 
 
-def test_without_replicas_reads_go_to_the_primary(settings):
-    settings.DATABASES = {"default": settings.DATABASES["default"]}
+def test_without_replicas_reads_go_to_the_primary(monkeypatch):
+    only_primary = {"default": connections.settings["default"]}
+    monkeypatch.setattr("django.conf.settings.DATABASES", only_primary)
     assert PrimaryReplicaRouter().db_for_read(LogEntry) == "default"
 
 
