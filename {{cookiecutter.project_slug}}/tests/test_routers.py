@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group, Permission, User
 from django.contrib.contenttypes.models import ContentType
@@ -367,6 +368,39 @@ def test_an_unsafe_method_reads_from_the_primary(client):
 def test_saving_the_session_sets_no_pin_cookie(client):
     response = client.get("/session/")
     assert "sessionid" in response.cookies
+    assert replicas.PIN_COOKIE not in response.cookies
+
+
+@pytest.fixture
+def asgi_client(async_client):
+    """Django's ASGI test client; afterwards it closes the connections its requests opened
+    in asgiref's worker thread, so the test database can be dropped."""
+    yield async_client
+    asyncio.run(sync_to_async(connections.close_all)())
+
+
+@routed
+@uses_views
+def test_under_asgi_a_request_that_wrote_sets_the_pin_cookie(asgi_client, user):
+    response = asyncio.run(asgi_client.get("/write/"))
+    assert replicas.PIN_COOKIE in response.cookies
+
+
+@routed
+@uses_views
+def test_under_asgi_a_pinned_client_reads_from_the_primary(asgi_client, user):
+    async def write_then_read():
+        await asgi_client.get("/write/")
+        return (await asgi_client.get("/read/")).json()["db"]
+
+    assert asyncio.run(write_then_read()) == "default"
+
+
+@routed
+@uses_views
+def test_under_asgi_a_client_that_never_wrote_reads_from_the_replica(asgi_client):
+    response = asyncio.run(asgi_client.get("/read/"))
+    assert response.json()["db"] == "replica1"
     assert replicas.PIN_COOKIE not in response.cookies
 
 
