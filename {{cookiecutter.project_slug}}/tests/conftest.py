@@ -19,6 +19,17 @@ def clean_env(monkeypatch):
 
 
 @pytest.fixture
+def environ(clean_env):
+    """Set environment variables for one test, on top of a clean environment."""
+
+    def set_variables(**variables):
+        for name, value in variables.items():
+            clean_env.setenv(name, value)
+
+    return set_variables
+
+
+@pytest.fixture
 def load_settings(clean_env):
     """Import a settings module afresh under the given environment variables."""
     saved = {

@@ -10,15 +10,6 @@ from config import database
 URL = "postgres://app:s3cret@db.example.com:5432/app"
 
 
-@pytest.fixture
-def environ(clean_env):
-    def set_variables(**variables):
-        for name, value in variables.items():
-            clean_env.setenv(name, value)
-
-    return set_variables
-
-
 def build(**kwargs):
     return database.databases(**kwargs)["default"]
 

@@ -20,15 +20,6 @@ BOUNCER_URL = "postgres://app:s3cret@pgbouncer.example.com:6432/app"
 PRIMARY_URL = "postgres://app:s3cret@db.example.com:5432/app"
 
 
-@pytest.fixture
-def environ(clean_env):
-    def set_variables(**variables):
-        for name, value in variables.items():
-            clean_env.setenv(name, value)
-
-    return set_variables
-
-
 # Settings -----------------------------------------------------------------------------
 
 
