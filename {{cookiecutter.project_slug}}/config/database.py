@@ -44,27 +44,7 @@ def databases(*, default_url=env.REQUIRED, sslmode=None):
     databases = {"default": with_lifetime(primary, lifetime)}
 {% endif %}
 {% if cookiecutter.use_read_replica %}
-    # Replicas get a short connect timeout: a dead one is skipped, not waited for.
-    replica_timeout = env.integer("DATABASE_REPLICA_CONNECT_TIMEOUT", 2, minimum=1)
-    replica_urls = env.strings(
-        "DATABASE_REPLICA_URLS", [], expected="comma-separated PostgreSQL replica URLs"
-    )
-    for number, replica_url in enumerate(replica_urls, start=1):
-        replica = parse_url(
-            f"DATABASE_REPLICA_URLS (item {number})",
-            replica_url,
-            sslmode=sslmode,
-            connect_timeout=replica_timeout,
-        )
-        replica = with_lifetime(replica, lifetime)
-        if "pool" in replica["OPTIONS"]:
-            # A pool waits its whole timeout for a connection to a dead replica; the
-            # router only falls back to another database once that wait is over.
-            pool = replica["OPTIONS"]["pool"]
-            timeout = min(pool["timeout"], replica_timeout)
-            replica["OPTIONS"] = {**replica["OPTIONS"], "pool": {**pool, "timeout": timeout}}
-        # In tests a replica is the test database itself, read through another alias.
-        databases[f"replica{number}"] = {**replica, "TEST": {"MIRROR": "default"}}
+    databases.update(replica_databases(sslmode, lifetime))
 {% endif %}
     return databases
 
@@ -139,3 +119,32 @@ def connection_lifetime():
             f"DATABASE_POOL_MAX_SIZE={pool['max_size']}: expected min <= max."
         )
     return {"CONN_MAX_AGE": 0, "OPTIONS": {"pool": pool}}
+{% if cookiecutter.use_read_replica %}
+
+
+def replica_databases(sslmode, lifetime):
+    """Return ``replica1``, ``replica2``, ... from ``DATABASE_REPLICA_URLS`` (may be none)."""
+    # Replicas get a short connect timeout: a dead one is skipped, not waited for.
+    replica_timeout = env.integer("DATABASE_REPLICA_CONNECT_TIMEOUT", 2, minimum=1)
+    replica_urls = env.strings(
+        "DATABASE_REPLICA_URLS", [], expected="comma-separated PostgreSQL replica URLs"
+    )
+    replicas = {}
+    for number, replica_url in enumerate(replica_urls, start=1):
+        replica = parse_url(
+            f"DATABASE_REPLICA_URLS (item {number})",
+            replica_url,
+            sslmode=sslmode,
+            connect_timeout=replica_timeout,
+        )
+        replica = with_lifetime(replica, lifetime)
+        if "pool" in replica["OPTIONS"]:
+            # A pool waits its whole timeout for a connection to a dead replica; the
+            # router only falls back to another database once that wait is over.
+            pool = replica["OPTIONS"]["pool"]
+            timeout = min(pool["timeout"], replica_timeout)
+            replica["OPTIONS"] = {**replica["OPTIONS"], "pool": {**pool, "timeout": timeout}}
+        # In tests a replica is the test database itself, read through another alias.
+        replicas[f"replica{number}"] = {**replica, "TEST": {"MIRROR": "default"}}
+    return replicas
+{% endif %}
