@@ -20,7 +20,6 @@ import platform
 import re
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,16 +34,15 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-import bakery  # noqa: E402  (the template's own test helpers)
-import harness  # noqa: E402
 import psycopg  # noqa: E402
+
+from tests import bakery, harness  # noqa: E402  (the template's own test helpers)
 
 APP_FILES = BENCH / "app"
 ROUTER_MICRO = BENCH / "router_micro.py"
 RESULTS = BENCH / "results"
-LOOPBACK = "127.0.0.1"
 VIEWS = ("one", "five", "nodb")  # measured in this order after a warm-up on /one/
 
 PROJECTS = {
@@ -234,79 +232,30 @@ def wrk(url: str, seconds: float, args) -> WrkResult:
 # --------------------------------------------------------------------------- servers
 
 
-class AppServer:
-    """gunicorn (4 sync workers) or uvicorn (4 workers) serving one baked project."""
+def app_server(python: Path, project: Path, kind: str, env: dict[str, str], workers: int):
+    """gunicorn with sync workers (``wsgi``) or uvicorn workers (``asgi``) serving ``project``."""
+    options = ["--workers", str(workers), "--log-level", "warning", "--timeout", "60"]
+    if kind == "wsgi":
+        app = "config.wsgi:application"
+        options += ["--worker-class", "sync"]
+    else:
+        # gunicorn managing uvicorn workers: `uvicorn --workers N` (0.54, h11) stalls
+        # ~44 ms on every keep-alive request on loopback, which would measure the stall.
+        app = "config.asgi:application"
+        options += ["--worker-class", "uvicorn.workers.UvicornWorker"]
+    return bakery.AppServer(python, project, env, app=app, options=options)
 
-    def __init__(self, python: Path, project: Path, kind: str, env: dict[str, str], workers: int):
-        self.port = harness.pick_port()
-        self.log_path = Path(tempfile.mkstemp(prefix=f"bench-{kind}-", suffix=".log")[1])
-        bind = f"{LOOPBACK}:{self.port}"
-        if kind == "wsgi":
-            command = [
-                str(python), "-m", "gunicorn", "config.wsgi:application",
-                "--workers", str(workers), "--worker-class", "sync", "--bind", bind,
-                "--log-level", "warning", "--timeout", "60",
-            ]  # fmt: skip
-        else:
-            # gunicorn managing uvicorn workers: `uvicorn --workers N` (0.54, h11) stalls
-            # ~44 ms on every keep-alive request on loopback, which would measure the stall.
-            command = [
-                str(python), "-m", "gunicorn", "config.asgi:application",
-                "--workers", str(workers), "--worker-class", "uvicorn.workers.UvicornWorker",
-                "--bind", bind, "--log-level", "warning", "--timeout", "60",
-            ]  # fmt: skip
-        with self.log_path.open("wb") as out:
-            self.process = subprocess.Popen(
-                command,
-                cwd=project,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, stopped by id below
-            )
-        self.base = f"http://{LOOPBACK}:{self.port}"
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"app server exited on startup:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.base + "/bench/nodb/", timeout=5) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"app server not ready after {timeout:g}s:\n{self.log_tail()}")
-            time.sleep(0.1)
-
-    def check(self, path: str) -> None:
-        """Fail loudly (with the server log) unless ``path`` answers 200."""
-        try:
-            with urllib.request.urlopen(self.base + path, timeout=10) as response:
-                if response.status == 200:
-                    return
-                status = response.status
-        except urllib.error.HTTPError as error:
-            status = error.code
-        raise RuntimeError(f"GET {path} answered {status}:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.log_path.unlink(missing_ok=True)
+def check_view(server: bakery.AppServer, path: str) -> None:
+    """Fail loudly (with the server log) unless ``path`` answers 200."""
+    try:
+        with urllib.request.urlopen(server.base + path, timeout=10) as response:
+            if response.status == 200:
+                return
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    raise RuntimeError(f"GET {path} answered {status}:\n{server.log_tail()}")
 
 
 class Sampler(threading.Thread):
@@ -494,7 +443,7 @@ class Bench:
         env = bakery.project_env(
             DJANGO_SETTINGS_MODULE="bench_settings",
             DJANGO_SECRET_KEY=self.secret,
-            DJANGO_ALLOWED_HOSTS=f"{LOOPBACK},localhost",
+            DJANGO_ALLOWED_HOSTS=f"{harness.LOOPBACK},localhost",
             DJANGO_SECURE_SSL_REDIRECT="false",
             DJANGO_LOG_LEVEL="WARNING",
             DATABASE_SSLMODE="require" if tls else "disable",
@@ -519,14 +468,14 @@ class Bench:
         if self.replica is not None:
             terminate_app_backends(self.replica)
         env = self.env_for(config.project, config.env, tls=config.tls)
-        server = AppServer(
+        server = app_server(
             self.pythons[config.project], self.projects[config.project], config.server, env,
             args.workers,
         )  # fmt: skip
         try:
-            server.wait_ready()
+            server.wait_ready("/bench/nodb/")
             for view in VIEWS:
-                server.check(f"/bench/{view}/")
+                check_view(server, f"/bench/{view}/")
             wrk(f"{server.base}/bench/one/", args.warmup, args)
             for view in VIEWS:
                 url = f"{server.base}/bench/{view}/"

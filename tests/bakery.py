@@ -5,17 +5,23 @@ Baked projects run in one virtual environment per Django version (under
 a project's suite then costs seconds instead of a fresh install.
 """
 
+import contextlib
 import fcntl
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import tomllib
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 from cookiecutter.main import cookiecutter
+
+from tests.harness import LOOPBACK, pick_port
 
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = Path(os.environ.get("BAKE_VENVS", ROOT / ".cache" / "venvs"))
@@ -113,3 +119,69 @@ def project_env(**variables):
     }
     env.update(variables)
     return env
+
+
+class AppServer:
+    """gunicorn serving a baked project on a free loopback port, in a process group of its own.
+
+    ``app`` and ``options`` go to gunicorn; its log is kept in the project directory for
+    error messages. Use it as a context manager (waits until ``/healthz/`` answers) or call
+    :meth:`wait_ready` and :meth:`stop` yourself.
+    """
+
+    def __init__(self, python, project, env, *, app="config.wsgi:application", options=()):
+        self.port = pick_port()
+        self.base = f"http://{LOOPBACK}:{self.port}"
+        self.log_path = Path(project) / f"gunicorn-{self.port}.log"
+        command = [python, "-m", "gunicorn", app, f"--bind={LOOPBACK}:{self.port}", *options]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(part) for part in command],
+                cwd=project,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # stopped as a group: the master and its workers
+            )
+
+    def wait_ready(self, path="/healthz/", timeout=60.0):
+        """Return once ``path`` answers 2xx; raise with the server log if it never does."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"app server exited on startup:\n{self.log_tail()}")
+            try:
+                urllib.request.urlopen(self.base + path, timeout=5).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"app server not ready after {timeout:g}s:\n{self.log_tail()}"
+                    ) from None
+                time.sleep(0.1)
+
+    def log_tail(self, lines=40):
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self):
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def __enter__(self):
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()

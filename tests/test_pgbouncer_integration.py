@@ -7,7 +7,6 @@ with a pool of two server connections).
 
 import json
 import re
-import subprocess
 import threading
 import time
 import urllib.request
@@ -17,8 +16,8 @@ import pytest
 from psycopg import sql
 
 from tests import harness
-from tests.bakery import bake, project_env, project_python, run
-from tests.harness import APP_USER, HarnessError, PgBouncer, pick_port
+from tests.bakery import AppServer, bake, project_env, project_python, run
+from tests.harness import APP_USER, HarnessError, PgBouncer
 
 ANSWERS = {"use_pgbouncer": True, "django_version": "6.1"}
 SMALL_POOL = 2
@@ -100,43 +99,21 @@ def test_migrate_runs_on_the_primary_not_through_pgbouncer(project, pg_primary, 
 
 @pytest.fixture
 def server(project, pg_primary, pgbouncer):
-    """``manage.py runserver`` for database "served", stopped after the test."""
+    """The project served by gunicorn for database "served", stopped after the test."""
     create_database(pg_primary, "served")
     env = project.env(pgbouncer, pg_primary, "served")
     project.run("manage.py", "migrate", "--verbosity=0", env=env)
-    port = pick_port()
-    process = subprocess.Popen(
-        [project.python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-        cwd=project.path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with AppServer(project.python, project.path, env) as app_server:
+        yield app_server.base
+
+
+def get(url):
+    """GET ``url``; return its status and JSON body, whatever the status."""
     try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def get(url, deadline=30.0):
-    """GET ``url``, retrying while the server is still starting."""
-    give_up = time.monotonic() + deadline
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
-        except OSError:
-            if time.monotonic() > give_up:
-                raise
-            time.sleep(0.1)
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def test_readyz_is_served_through_pgbouncer(server, pgbouncer):

@@ -9,9 +9,6 @@ A tiny URLconf for these tests is written into the baked project, not into the t
 import contextlib
 import http.cookiejar
 import json
-import os
-import signal
-import subprocess
 import textwrap
 import time
 import urllib.parse
@@ -20,8 +17,7 @@ import uuid
 
 import pytest
 
-from tests.bakery import bake, project_env, project_python, run
-from tests.harness import pick_port
+from tests.bakery import AppServer, bake, project_env, project_python, run
 
 DJANGO_VERSIONS = ["5.2", "6.1"]  # in this order: the newer one migrates last
 
@@ -125,46 +121,9 @@ def project(request, tmp_path_factory, pg_primary, pg_replica):
 @contextlib.contextmanager
 def serving(project, **env):
     """Serve ``project`` with gunicorn on a free loopback port; yield its base URL."""
-    port = pick_port()
-    log = (project.path / f"gunicorn-{port}.log").open("wb")
-    process = subprocess.Popen(
-        [
-            project.python,
-            "-m",
-            "gunicorn",
-            "config.wsgi",
-            f"--bind=127.0.0.1:{port}",
-            "--workers=1",
-            "--threads=2",
-            "--timeout=30",
-        ],
-        cwd=project.path,
-        env=project.env(**env),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/healthz/", timeout=2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    message = (project.path / f"gunicorn-{port}.log").read_text()[-4000:]
-                    raise AssertionError(message) from None
-                time.sleep(0.1)
-        yield base
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+    options = ("--workers=1", "--threads=2", "--timeout=30")
+    with AppServer(project.python, project.path, project.env(**env), options=options) as server:
+        yield server.base
 
 
 @pytest.fixture(scope="module")
