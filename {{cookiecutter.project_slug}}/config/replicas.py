@@ -52,9 +52,9 @@ def mark_written():
         _wrote.set(True)
 
 
-def pin_reads(value=True):
-    """Pin (or, with ``False``, unpin) the current context; return a token for unpin_reads."""
-    return _reads_pinned.set(value)
+def pin_reads():
+    """Pin the current context's reads to the primary; return a token for unpin_reads."""
+    return _reads_pinned.set(True)
 
 
 def unpin_reads(token):
@@ -108,23 +108,20 @@ class ReplicaHealth:
             now = time.monotonic()
             if now < until:
                 return False
-            self._down_until[alias] = now + cooldown_seconds()
+            self._down_until[alias] = now + settings.REPLICA_COOLDOWN_SECONDS
             return True
-
-    def is_down(self, alias):
-        """Return True when ``alias`` failed and has not answered since."""
-        return alias in self._down_until
 
     def mark_down(self, alias, error):
         """Skip ``alias`` for the cool-down; warn if it was up until now."""
+        cooldown = settings.REPLICA_COOLDOWN_SECONDS
         with self._lock:
             was_up = alias not in self._down_until
-            self._down_until[alias] = time.monotonic() + cooldown_seconds()
+            self._down_until[alias] = time.monotonic() + cooldown
         if was_up:
             logger.warning(
                 "Database replica %r is unreachable; reading from elsewhere for %gs: %s",
                 alias,
-                cooldown_seconds(),
+                cooldown,
                 error,
             )
 
@@ -144,10 +141,6 @@ class ReplicaHealth:
 
 
 health = ReplicaHealth()
-
-
-def cooldown_seconds():
-    return getattr(settings, "REPLICA_COOLDOWN_SECONDS", 10.0)
 
 
 # --------------------------------------------------------------------------- selection
@@ -216,10 +209,6 @@ PIN_SALT = "config.replicas.pin"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def pin_seconds():
-    return getattr(settings, "REPLICA_PIN_SECONDS", 5.0)
-
-
 class ReadYourWritesMiddleware:
     """Give each request its own pin state and pin clients that just wrote.
 
@@ -266,14 +255,14 @@ class ReadYourWritesMiddleware:
             return True
         if PIN_COOKIE not in request.COOKIES:  # most requests: no signature to check
             return False
-        seconds = pin_seconds()
+        seconds = settings.REPLICA_PIN_SECONDS
         value = request.get_signed_cookie(PIN_COOKIE, None, salt=PIN_SALT, max_age=seconds)
         # The signature's own timestamp bounds the pin: a client cannot extend it.
         return value is not None
 
     def process_response(self, request, response):
         """Set the pin cookie when the request wrote or used an unsafe method."""
-        seconds = pin_seconds()
+        seconds = settings.REPLICA_PIN_SECONDS
         if seconds <= 0 or not (wrote() or request.method in UNSAFE_METHODS):
             return
         response.set_signed_cookie(
