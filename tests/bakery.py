@@ -7,6 +7,7 @@ a project's suite then costs seconds instead of a fresh install.
 
 import contextlib
 import fcntl
+import importlib.util
 import itertools
 import json
 import os
@@ -60,6 +61,14 @@ def bake(answers, output_dir):
             output_dir=str(output_dir),
         )
     )
+
+
+def load_hook(name, hooks_dir=ROOT / "hooks"):
+    """Import a hook file as a module (it is valid Python before rendering)."""
+    spec = importlib.util.spec_from_file_location(name, Path(hooks_dir) / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def requirements(project):

@@ -1,12 +1,19 @@
 """Every combination of options bakes into a clean project whose own suite passes."""
 
-import importlib.util
 import re
 import sys
 
 import pytest
 
-from tests.bakery import COMBINATIONS, ROOT, bake, combination_id, project_env, project_python, run
+from tests.bakery import (
+    COMBINATIONS,
+    bake,
+    combination_id,
+    load_hook,
+    project_env,
+    project_python,
+    run,
+)
 
 CACHE_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 SECRET_KEY = "x7Gk2pQv9sLm4Rt8Wz1Yc6Hn3Jb5Df0Ae7Ui2Oo9Pl4Kk8Mm1Nn6Bb3Vv5Cc0Xx"
@@ -18,13 +25,7 @@ JINJA = re.compile(r"\{%|\{#|\{\{")
 JINJA_OUTSIDE_GITHUB_EXPRESSIONS = re.compile(r"\{%|\{#|(?<!\$)\{\{")
 
 
-def load_post_gen_hook():
-    spec = importlib.util.spec_from_file_location(
-        "post_gen", ROOT / "hooks" / "post_gen_project.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+post_gen = load_hook("post_gen_project")
 
 
 class Baked:
@@ -83,14 +84,12 @@ def test_no_unrendered_template_syntax(baked):
 
 
 def test_pruned_paths_are_absent(baked):
-    hook = load_post_gen_hook()
-    present = [p for p in hook.paths_to_remove(baked.answers) if (baked.path / p).exists()]
+    present = [p for p in post_gen.paths_to_remove(baked.answers) if (baked.path / p).exists()]
     assert present == []
 
 
 def test_kept_paths_are_present(baked):
-    hook = load_post_gen_hook()
-    missing = [p for p in hook.paths_to_keep(baked.answers) if not (baked.path / p).exists()]
+    missing = [p for p in post_gen.paths_to_keep(baked.answers) if not (baked.path / p).exists()]
     assert missing == []
 
 

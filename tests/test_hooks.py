@@ -6,7 +6,6 @@ in-process (its CLI through click's runner, or pytest-cookies), so each takes a 
 second; one test runs the real command in a subprocess.
 """
 
-import importlib.util
 import itertools
 import json
 import logging
@@ -23,17 +22,11 @@ from cookiecutter.environment import StrictEnvironment
 from cookiecutter.generate import generate_context
 from cookiecutter.prompt import prompt_for_config
 
+from tests.bakery import load_hook
+
 REPO = Path(__file__).resolve().parents[1]
 PROJECT_TEMPLATE = "{{cookiecutter.project_slug}}"
 HOOKS = REPO / "hooks"
-
-
-def load_hook(name, hooks_dir=HOOKS):
-    """Import a hook file as a module (it is valid Python before rendering)."""
-    spec = importlib.util.spec_from_file_location(name, hooks_dir / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 pre_gen = load_hook("pre_gen_project")
