@@ -17,8 +17,10 @@ sys.path.insert(0, os.getcwd())  # the baked project (bench_settings, benchapp)
 django.setup()
 
 from benchapp.models import Item  # noqa: E402
-from config import replicas  # noqa: E402
-from config.routers import PrimaryReplicaRouter, use_primary  # noqa: E402
+from config.replicas import use_primary  # noqa: E402
+from config.replicas.middleware import ReadYourWritesMiddleware  # noqa: E402
+from config.replicas.pinning import pin_reads, unpin_reads  # noqa: E402
+from config.replicas.router import PrimaryReplicaRouter  # noqa: E402
 from django.db import connections  # noqa: E402
 from django.db import router as django_router  # noqa: E402
 from django.http import HttpResponse  # noqa: E402
@@ -46,7 +48,7 @@ def main():
     timings["django.db.router.db_for_read(Item), unpinned (Django's dispatch + router)"] = (
         ns_per_call(lambda: django_router.db_for_read(Item))
     )
-    token = replicas.pin_reads()
+    token = pin_reads()
     try:
         assert router.db_for_read(Item) == "default"
         timings["PrimaryReplicaRouter.db_for_read(Item), pinned (primary)"] = ns_per_call(
@@ -56,7 +58,7 @@ def main():
             lambda: django_router.db_for_read(Item)
         )
     finally:
-        replicas.unpin_reads(token)
+        unpin_reads(token)
 
     def enter_exit():
         with use_primary():
@@ -79,7 +81,7 @@ def main():
     factory = RequestFactory()
     request = factory.get("/bench/one/")
     response = HttpResponse("ok")
-    middleware = replicas.ReadYourWritesMiddleware(lambda request: response)
+    middleware = ReadYourWritesMiddleware(lambda request: response)
     timings["ReadYourWritesMiddleware per request (no cookie, GET)"] = ns_per_call(
         lambda: middleware(request), number=max(NUMBER // 4, 1000)
     )

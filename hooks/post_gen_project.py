@@ -18,17 +18,15 @@ from pathlib import Path, PurePosixPath
 # contents. A path listed under several options is kept only when all of them hold.
 MANIFEST = {
     ("use_pgbouncer", True): [
+        "config/pgbouncer",
         "deploy/pgbouncer",
         "docs/pgbouncer.md",
-        "config/pgbouncer.py",
-        "config/management",
         "tests/test_pgbouncer.py",
     ],
     ("use_read_replica", True): [
-        "config/routers.py",
-        "config/replicas.py",
-        "tests/test_routers.py",
+        "config/replicas",
         "docs/read-replicas.md",
+        "tests/test_replicas.py",
     ],
     ("ci", "github"): [".github"],
 }

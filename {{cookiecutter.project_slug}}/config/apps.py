@@ -7,8 +7,4 @@ class ConfigConfig(AppConfig):
     name = "config"
 
     def ready(self):
-{% if cookiecutter.use_pgbouncer %}
-        from config import checks, pgbouncer  # noqa: F401  (register the system checks)
-{% else %}
         from config import checks  # noqa: F401  (registers the system checks)
-{% endif %}

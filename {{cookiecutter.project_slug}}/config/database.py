@@ -7,10 +7,13 @@ environments. Credentials come from URLs in the environment, never from the repo
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-{% if cookiecutter.use_pgbouncer %}
-from config import env, pgbouncer
-{% else %}
 from config import env
+from config.aliases import DEFAULT
+{% if cookiecutter.use_pgbouncer %}
+from config.pgbouncer import databases as pgbouncer
+{% endif %}
+{% if cookiecutter.use_read_replica %}
+from config.replicas import databases as replicas
 {% endif %}
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -28,23 +31,13 @@ def databases(*, default_url=env.REQUIRED, sslmode=None):
     sslmode = env.choice("DATABASE_SSLMODE", sslmode, SSLMODES)
     lifetime = connection_lifetime()
     url = env.string("DATABASE_URL", default_url, expected=URL_EXPECTED)
+    primary = with_lifetime(parse_url("DATABASE_URL", url, sslmode=sslmode), lifetime)
+    databases = {DEFAULT: primary}
 {% if cookiecutter.use_pgbouncer %}
-    # DATABASE_URL is PgBouncer in transaction pooling mode; DATABASE_DIRECT_URL is the
-    # primary itself, for migrations and anything else that needs a whole session.
-    direct_url = env.string("DATABASE_DIRECT_URL", url, expected=URL_EXPECTED)
-    databases = {
-        "default": with_lifetime(
-            pgbouncer.transaction_pooling(parse_url("DATABASE_URL", url, sslmode=sslmode)),
-            lifetime,
-        ),
-        "direct": parse_url("DATABASE_DIRECT_URL", direct_url, sslmode=sslmode),
-    }
-{% else %}
-    primary = parse_url("DATABASE_URL", url, sslmode=sslmode)
-    databases = {"default": with_lifetime(primary, lifetime)}
+    databases |= pgbouncer.databases(primary, url, sslmode=sslmode)
 {% endif %}
 {% if cookiecutter.use_read_replica %}
-    databases.update(replica_databases(sslmode, lifetime))
+    databases |= replicas.databases(sslmode=sslmode, lifetime=lifetime)
 {% endif %}
     return databases
 
@@ -119,32 +112,3 @@ def connection_lifetime():
             f"DATABASE_POOL_MAX_SIZE={pool['max_size']}: expected min <= max."
         )
     return {"CONN_MAX_AGE": 0, "OPTIONS": {"pool": pool}}
-{% if cookiecutter.use_read_replica %}
-
-
-def replica_databases(sslmode, lifetime):
-    """Return ``replica1``, ``replica2``, ... from ``DATABASE_REPLICA_URLS`` (may be none)."""
-    # Replicas get a short connect timeout: a dead one is skipped, not waited for.
-    replica_timeout = env.integer("DATABASE_REPLICA_CONNECT_TIMEOUT", 2, minimum=1)
-    replica_urls = env.strings(
-        "DATABASE_REPLICA_URLS", [], expected="comma-separated PostgreSQL replica URLs"
-    )
-    replicas = {}
-    for number, replica_url in enumerate(replica_urls, start=1):
-        replica = parse_url(
-            f"DATABASE_REPLICA_URLS (item {number})",
-            replica_url,
-            sslmode=sslmode,
-            connect_timeout=replica_timeout,
-        )
-        replica = with_lifetime(replica, lifetime)
-        if "pool" in replica["OPTIONS"]:
-            # A pool waits its whole timeout for a connection to a dead replica; the
-            # router only falls back to another database once that wait is over.
-            pool = replica["OPTIONS"]["pool"]
-            timeout = min(pool["timeout"], replica_timeout)
-            replica["OPTIONS"] = {**replica["OPTIONS"], "pool": {**pool, "timeout": timeout}}
-        # In tests a replica is the test database itself, read through another alias.
-        replicas[f"replica{number}"] = {**replica, "TEST": {"MIRROR": "default"}}
-    return replicas
-{% endif %}

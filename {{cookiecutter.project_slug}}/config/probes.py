@@ -19,17 +19,6 @@ logger = logging.getLogger(__name__)
 # 3 s a load balancer or kubelet usually waits, even from a server that hangs.
 READY_TIMEOUT = 2.5
 
-# OPTIONS that Django consumes itself; libpq would reject them.
-DJANGO_OPTIONS = {
-    "assume_role",
-    "context",
-    "cursor_factory",
-    "isolation_level",
-    "pool",
-    "prepare_threshold",
-    "server_side_binding",
-}
-
 
 def healthz(request):
     """Liveness: the process serves requests. Touches no database."""
@@ -75,20 +64,10 @@ async def probe_database(alias):
 
 
 def connection_params(alias):
-    """Return libpq connection parameters for ``alias`` (honouring test databases)."""
-    settings_dict = connections[alias].settings_dict
-    params = {
-        "dbname": settings_dict["NAME"],
-        "user": settings_dict["USER"],
-        "password": settings_dict["PASSWORD"],
-        "host": settings_dict["HOST"],
-        "port": settings_dict["PORT"],
-        "application_name": "readyz",
-    }
-    for key, value in settings_dict.get("OPTIONS", {}).items():
-        if key not in DJANGO_OPTIONS:
-            params[key] = value
-    return {key: value for key, value in params.items() if value not in ("", None)}
+    """Return the psycopg connection parameters Django itself would use for ``alias``."""
+    params = connections[alias].get_connection_params()
+    params.pop("cursor_factory")  # Django's is a sync cursor; the probe connects async
+    return {**params, "application_name": "readyz"}
 
 
 PROBES = {"/healthz/": healthz, "/readyz/": readyz}

@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import hmac
+import re
 from io import StringIO
 
 import pytest
@@ -13,8 +14,10 @@ from django.core.management.base import SystemCheckError
 from django.core.management.commands.migrate import Command as DjangoMigrate
 from django.db import connections
 
-from config import database, pgbouncer
-from config.management.commands.migrate import Command as Migrate
+from config import database
+from config.pgbouncer import checks
+from config.pgbouncer.management.commands.migrate import Command as Migrate
+from config.pgbouncer.userlist import scram_secret, userlist_line
 
 BOUNCER_URL = "postgres://app:s3cret@pgbouncer.example.com:6432/app"
 PRIMARY_URL = "postgres://app:s3cret@db.example.com:5432/app"
@@ -108,12 +111,12 @@ def check_ids(check, **databases):
 
 
 def test_transaction_pooling_check_passes_the_generated_settings():
-    assert check_ids(pgbouncer.transaction_pooling_errors, default=pooled()) == []
+    assert check_ids(checks.transaction_pooling_errors, default=pooled()) == []
 
 
 def test_server_side_cursors_through_pgbouncer_are_an_error():
     config = pooled(DISABLE_SERVER_SIDE_CURSORS=False)
-    ids = check_ids(pgbouncer.transaction_pooling_errors, default=config)
+    ids = check_ids(checks.transaction_pooling_errors, default=config)
     assert ids == ["pgbouncer.E001"]
 
 
@@ -130,7 +133,7 @@ def test_server_side_cursors_through_pgbouncer_are_an_error():
 )
 def test_session_bound_option_through_pgbouncer_is_an_error(options):
     config = pooled(OPTIONS=options)
-    ids = check_ids(pgbouncer.transaction_pooling_errors, default=config)
+    ids = check_ids(checks.transaction_pooling_errors, default=config)
     assert ids == ["pgbouncer.E002"]
 
 
@@ -141,25 +144,25 @@ def test_transaction_pooling_check_runs_with_manage_py_check(monkeypatch):
 
 
 def test_direct_url_on_another_server_passes_the_deploy_check():
-    ids = check_ids(pgbouncer.direct_database_warnings, default=pooled(), direct=DIRECT)
+    ids = check_ids(checks.direct_database_warnings, default=pooled(), direct=DIRECT)
     assert ids == []
 
 
 def test_direct_url_missing_is_a_deploy_warning():
     # DATABASE_DIRECT_URL unset: "direct" is a copy of DATABASE_URL, i.e. PgBouncer.
-    ids = check_ids(pgbouncer.direct_database_warnings, default=pooled(), direct=pooled())
+    ids = check_ids(checks.direct_database_warnings, default=pooled(), direct=pooled())
     assert ids == ["pgbouncer.W001"]
 
 
 def test_direct_alias_missing_is_a_deploy_warning():
-    assert check_ids(pgbouncer.direct_database_warnings, default=pooled()) == ["pgbouncer.W001"]
+    assert check_ids(checks.direct_database_warnings, default=pooled()) == ["pgbouncer.W001"]
 
 
 def test_direct_url_check_is_deploy_only():
     from django.core.checks import registry
 
-    assert pgbouncer.check_direct_database in registry.registry.get_checks(True)
-    assert pgbouncer.check_direct_database not in registry.registry.get_checks(False)
+    assert checks.check_direct_database in registry.registry.get_checks(True)
+    assert checks.check_direct_database not in registry.registry.get_checks(False)
 
 
 # migrate ------------------------------------------------------------------------------
@@ -198,32 +201,47 @@ def test_test_database_is_shared_by_both_aliases(db):
 # userlist.txt -------------------------------------------------------------------------
 
 
-def test_scram_secret_has_postgresqls_format():
-    secret = pgbouncer.scram_sha_256_secret("s3cret")
+on_primary = pytest.mark.django_db(databases=["default", "direct"])
+
+
+@pytest.fixture
+def pgconn():
+    connection = connections["direct"]
+    connection.ensure_connection()
+    return connection.connection.pgconn
+
+
+@on_primary
+def test_scram_secret_has_postgresqls_format(pgconn):
+    secret = scram_secret(pgconn, "shop", "s3cret")
     mechanism, rest = secret.split("$", 1)
     iterations_and_salt, keys = rest.split("$")
     iterations, salt = iterations_and_salt.split(":")
     stored_key, server_key = keys.split(":")
     assert mechanism == "SCRAM-SHA-256"
-    assert iterations == "4096"
+    assert int(iterations) >= 4096
     assert len(base64.b64decode(salt)) == 16
     assert len(base64.b64decode(stored_key)) == len(base64.b64decode(server_key)) == 32
 
 
-def test_scram_secret_matches_rfc_5802_for_a_known_salt():
-    salt = b"0123456789abcdef"
-    salted = hashlib.pbkdf2_hmac("sha256", b"s3cret", salt, 4096)
-    server_key = hmac.digest(salted, b"Server Key", "sha256")
-    secret = pgbouncer.scram_sha_256_secret("s3cret", salt=salt)
-    assert secret.endswith(":" + base64.b64encode(server_key).decode())
+@on_primary
+def test_scram_secret_gets_a_fresh_salt_each_time(pgconn):
+    assert scram_secret(pgconn, "shop", "s3cret") != scram_secret(pgconn, "shop", "s3cret")
 
 
-def test_scram_secret_gets_a_fresh_salt_each_time():
-    assert pgbouncer.scram_sha_256_secret("s3cret") != pgbouncer.scram_sha_256_secret("s3cret")
+@on_primary
+def test_scram_secret_keys_derive_from_the_password(pgconn):
+    # RFC 5802: SaltedPassword = PBKDF2-SHA-256(password, salt, i), keys are HMACs of it.
+    secret = scram_secret(pgconn, "shop", "s3cret")
+    iterations, salt, stored_key, server_key = re.split(r"[$:]", secret)[1:]
+    salted = hashlib.pbkdf2_hmac("sha256", b"s3cret", base64.b64decode(salt), int(iterations))
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    assert base64.b64decode(stored_key) == hashlib.sha256(client_key).digest()
+    assert base64.b64decode(server_key) == hmac.digest(salted, b"Server Key", "sha256")
 
 
 def test_userlist_line_quotes_both_fields():
-    assert pgbouncer.userlist_line('we"ird', "SCRAM") == '"we""ird" "SCRAM"'
+    assert userlist_line('we"ird', "SCRAM") == '"we""ird" "SCRAM"'
 
 
 @pytest.fixture
@@ -233,6 +251,7 @@ def shop_role(monkeypatch):
     monkeypatch.setitem(settings.DATABASES["default"], "PASSWORD", "s3cret")
 
 
+@on_primary
 def test_pgbouncer_userlist_prints_the_database_url_role(shop_role):
     out, err = StringIO(), StringIO()
     call_command("pgbouncer_userlist", stdout=out, stderr=err)
@@ -240,12 +259,14 @@ def test_pgbouncer_userlist_prints_the_database_url_role(shop_role):
     assert "s3cret" not in out.getvalue()
 
 
+@on_primary
 def test_pgbouncer_userlist_says_the_role_must_store_the_same_secret(shop_role):
     err = StringIO()
     call_command("pgbouncer_userlist", stdout=StringIO(), stderr=err)
     assert "--set-role-password" in err.getvalue()
 
 
+@on_primary
 def test_pgbouncer_userlist_writes_a_file_only_its_owner_reads(shop_role, tmp_path):
     output = tmp_path / "userlist.txt"
     call_command("pgbouncer_userlist", output=str(output), stderr=StringIO())

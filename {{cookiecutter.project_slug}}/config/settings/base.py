@@ -22,13 +22,19 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "config",
+{% if cookiecutter.use_pgbouncer %}
+    "config.pgbouncer",
+{% endif %}
+{% if cookiecutter.use_read_replica %}
+    "config.replicas",
+{% endif %}
     "{{ cookiecutter.project_slug }}",
 ]
 
 MIDDLEWARE = [
     "config.probes.ProbeMiddleware",
 {% if cookiecutter.use_read_replica %}
-    "config.replicas.ReadYourWritesMiddleware",
+    "config.replicas.middleware.ReadYourWritesMiddleware",
 {% endif %}
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -61,10 +67,7 @@ TEMPLATES = [
 DATABASES = database.databases(default_url="postgres:///{{ cookiecutter.project_slug }}")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 {% if cookiecutter.use_read_replica %}
-
-# Reads go to the replicas in DATABASE_REPLICA_URLS; writes, transactions and a client's
-# reads right after its own writes go to the primary (see config/routers.py).
-DATABASE_ROUTERS = ["config.routers.PrimaryReplicaRouter"]
+DATABASE_ROUTERS = ["config.replicas.router.PrimaryReplicaRouter"]
 REPLICA_PIN_SECONDS = env.seconds("DATABASE_REPLICA_PIN_SECONDS", 5.0)
 REPLICA_COOLDOWN_SECONDS = env.seconds("DATABASE_REPLICA_COOLDOWN_SECONDS", 10.0)
 {% endif %}

@@ -1,5 +1,9 @@
 """Settings for the test suite."""
 
+{% if cookiecutter.use_read_replica %}
+from config.replicas.databases import mirror_default
+
+{% endif %}
 from .base import *  # noqa: F403
 
 SECRET_KEY = "django-insecure-test-only"  # noqa: S105 (a key for tests only)
@@ -9,8 +13,6 @@ ALLOWED_HOSTS = ["testserver"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 {% if cookiecutter.use_read_replica %}
 
-# Without DATABASE_REPLICA_URLS every read would go to the primary and the router would go
-# untested: replica1 is then the test database itself, read through a second connection.
-if not any(alias.startswith("replica") for alias in DATABASES):  # noqa: F405
-    DATABASES["replica1"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}  # noqa: F405
+# Replicas read the test database itself, without replication lag.
+DATABASES = mirror_default(DATABASES)  # noqa: F405
 {% endif %}

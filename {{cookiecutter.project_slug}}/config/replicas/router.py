@@ -16,17 +16,12 @@
 See docs/read-replicas.md for the guarantees and the settings.
 """
 
-import functools
-
-from asgiref.sync import iscoroutinefunction
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections
 
-from config import replicas
-
-# "direct", when it exists, is the primary reached without the connection pooler.
-PRIMARY_ALIASES = ("default", "direct")
-REPLICA_PREFIX = "replica"
+from config.aliases import DEFAULT, PRIMARIES, REPLICA_PREFIX
+from config.replicas.pinning import mark_written, pinned
+from config.replicas.selection import choose_replica
 
 # Apps whose every read goes to the primary. A replica a few seconds behind would not
 # know a session created by the login that just happened, nor a password just changed,
@@ -41,13 +36,12 @@ PRIMARY_APPS = frozenset({"auth", "contenttypes", "sessions"})
 class PrimaryReplicaRouter:
     """Route reads to the replicas and writes to the primary (see the module docstring).
 
-    The aliases are read from ``DATABASES`` once: primaries are ``default`` and, when it
-    exists, ``direct``; replicas are the aliases whose names start with ``replica``.
+    The aliases are read from ``DATABASES`` once (names in ``config.aliases``).
     """
 
     def __init__(self):
         databases = settings.DATABASES
-        self.primaries = tuple(alias for alias in PRIMARY_ALIASES if alias in databases)
+        self.primaries = tuple(alias for alias in PRIMARIES if alias in databases)
         self.replicas = tuple(alias for alias in databases if alias.startswith(REPLICA_PREFIX))
         self.known = frozenset(self.primaries + self.replicas)
         self.user_model = settings.AUTH_USER_MODEL.lower()
@@ -57,9 +51,9 @@ class PrimaryReplicaRouter:
         in_transaction = self.primary_in_transaction()
         if in_transaction is not None:
             return in_transaction
-        if not self.replicas or replicas.pinned() or self.reads_from_primary(model):
-            return DEFAULT_DB_ALIAS
-        return replicas.choose_replica(self.replicas) or DEFAULT_DB_ALIAS
+        if not self.replicas or pinned() or self.reads_from_primary(model):
+            return DEFAULT
+        return choose_replica(self.replicas) or DEFAULT
 
     def db_for_write(self, model, **hints):
         """Return the primary, and pin the current context to it for the reads that follow.
@@ -68,8 +62,8 @@ class PrimaryReplicaRouter:
         would be saved back to that replica.
         """
         if not self.reads_from_primary(model):
-            replicas.mark_written()
-        return self.primary_in_transaction() or DEFAULT_DB_ALIAS
+            mark_written()
+        return self.primary_in_transaction() or DEFAULT
 
     def allow_relation(self, obj1, obj2, **hints):
         """Allow relations between rows of the primary and its replicas: they hold the same data."""
@@ -95,61 +89,3 @@ class PrimaryReplicaRouter:
         """Return True for the models that must never be read from a replica."""
         meta = model._meta
         return meta.app_label in PRIMARY_APPS or meta.label_lower == self.user_model
-
-
-def use_primary(func=None):
-    """Send every read in a block, or in a function, to the primary.
-
-    Use it as a context manager or as a decorator, on plain and async functions alike::
-
-        with use_primary():
-            order = Order.objects.get(pk=pk)
-
-        @use_primary
-        def checkout(request): ...
-
-    Blocks nest, and leaving one restores the state around it; a write inside a block
-    still pins the rest of the request after the block ends. The state belongs to the
-    current thread or asyncio task only.
-    """
-    if func is None:
-        return UsePrimary()
-    return UsePrimary()(func)
-
-
-class UsePrimary:
-    """The context manager and decorator returned by :func:`use_primary`."""
-
-    def __init__(self):
-        self._tokens = []  # a stack, so one instance can be re-entered
-
-    def __enter__(self):
-        self._tokens.append(replicas.pin_reads())
-        return self
-
-    def __exit__(self, exc_type, exc_value, traceback):
-        replicas.unpin_reads(self._tokens.pop())
-
-    async def __aenter__(self):
-        return self.__enter__()
-
-    async def __aexit__(self, exc_type, exc_value, traceback):
-        self.__exit__(exc_type, exc_value, traceback)
-
-    def __call__(self, func):
-        # A fresh instance per call: concurrent calls must not share a token stack.
-        if iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def inner(*args, **kwargs):
-                with UsePrimary():
-                    return await func(*args, **kwargs)
-
-        else:
-
-            @functools.wraps(func)
-            def inner(*args, **kwargs):
-                with UsePrimary():
-                    return func(*args, **kwargs)
-
-        return inner

@@ -1,22 +1,21 @@
 """Write PgBouncer's ``userlist.txt`` from the environment; no password lives in the repo.
 
-The SCRAM-SHA-256 secret is computed from the user and password of ``DATABASE_URL``,
-which is what the application presents to PgBouncer. PgBouncer then logs in to
-PostgreSQL with the keys the client proved, which only works when PostgreSQL stores
-the very same secret (same salt and iteration count, not merely the same password).
-``--set-role-password`` makes it so: it stores the new secret on the role through the
-``direct`` alias. The password does not change, and no superuser is needed: a role may
-always set its own password.
+The secret is computed for the user and password of ``DATABASE_URL``, which is what the
+application presents to PgBouncer. PgBouncer then logs in to PostgreSQL with the keys the
+client proved, which works only when PostgreSQL stores the very same secret (same salt,
+not merely the same password): ``--set-role-password`` stores it on the role through
+``direct``. The password does not change, and a role may always set its own.
 """
 
 import os
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connections
+from django.db import DatabaseError, connections
 from psycopg import sql
 
-from config.pgbouncer import DIRECT_ALIAS, POOLED_ALIAS, scram_sha_256_secret, userlist_line
+from config.aliases import DEFAULT, DIRECT
+from config.pgbouncer.userlist import scram_secret, userlist_line
 
 
 class Command(BaseCommand):
@@ -35,20 +34,27 @@ class Command(BaseCommand):
             "--set-role-password",
             action="store_true",
             help="Also store the same secret as the role's password on PostgreSQL, through "
-            f"the {DIRECT_ALIAS!r} database, so PgBouncer can log in with it.",
+            f"the {DIRECT!r} database, so PgBouncer can log in with it.",
         )
 
     def handle(self, *args, output=None, set_role_password=False, **options):
-        settings_dict = settings.DATABASES[POOLED_ALIAS]
+        settings_dict = settings.DATABASES[DEFAULT]
         user, password = settings_dict.get("USER"), settings_dict.get("PASSWORD")
         if not user or not password:
             raise CommandError(
                 "DATABASE_URL names no user and password: PgBouncer's SCRAM authentication "
                 "needs both, e.g. postgres://USER:PASSWORD@HOST:6432/NAME."
             )
-        secret = scram_sha_256_secret(password)
+        connection = connections[DIRECT]
+        try:
+            connection.ensure_connection()
+        except DatabaseError as error:
+            raise CommandError(
+                f"Cannot reach the primary through DATABASE_DIRECT_URL: {error}"
+            ) from None
+        secret = scram_secret(connection.connection.pgconn, user, password)
         if set_role_password:
-            self.set_role_password(user, secret)
+            self.set_role_password(connection, user, secret)
         else:
             self.stderr.write(
                 "PgBouncer can log in to PostgreSQL with this secret only once the role "
@@ -64,9 +70,7 @@ class Command(BaseCommand):
             with os.fdopen(descriptor, "w") as file:
                 file.write(line)
 
-    def set_role_password(self, user, secret):
-        connection = connections[DIRECT_ALIAS]
-        connection.ensure_connection()
+    def set_role_password(self, connection, user, secret):
         # ALTER ROLE takes no bind parameters: quote both parts with psycopg instead.
         statement = sql.SQL("ALTER ROLE {} PASSWORD {}").format(
             sql.Identifier(user), sql.Literal(secret)

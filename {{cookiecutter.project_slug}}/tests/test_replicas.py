@@ -1,4 +1,4 @@
-"""``config.routers`` and ``config.replicas``: reads on replicas, everything else on the primary.
+"""``config.replicas``: reads on replicas, everything else on the primary.
 
 The test settings read ``replica1`` as the test database itself through a second
 connection, so the routing decisions are real while the data is the same. Routing tests
@@ -15,6 +15,7 @@ import time
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group, Permission, User
 from django.contrib.contenttypes.models import ContentType
@@ -27,8 +28,12 @@ from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import path
 
-from config import replicas
-from config.routers import PrimaryReplicaRouter, use_primary
+from config.replicas import checks, use_primary
+from config.replicas.databases import mirror_default
+from config.replicas.health import health
+from config.replicas.middleware import PIN_COOKIE, PIN_SALT, ReadYourWritesMiddleware
+from config.replicas.pinning import begin_unit_of_work, end_unit_of_work, mark_written, pinned
+from config.replicas.router import PrimaryReplicaRouter
 
 PRIMARIES = [alias for alias in ("default", "direct") if alias in connections]
 routed = pytest.mark.django_db(transaction=True, databases=["default", "replica1"])
@@ -37,16 +42,16 @@ routed = pytest.mark.django_db(transaction=True, databases=["default", "replica1
 @pytest.fixture(autouse=True)
 def fresh_state():
     """Each test starts unpinned, as a request does, with every replica presumed up."""
-    replicas.health.reset()
-    tokens = replicas.begin_unit_of_work()
+    health.reset()
+    tokens = begin_unit_of_work()
     yield
-    replicas.end_unit_of_work(tokens)
-    replicas.health.reset()
+    end_unit_of_work(tokens)
+    health.reset()
 
 
 def forget_writes():
     """Start a new unit of work, as the next request would: earlier writes pin nothing."""
-    replicas.begin_unit_of_work()
+    begin_unit_of_work()
 
 
 @pytest.fixture
@@ -185,7 +190,7 @@ def test_models_that_keep_users_logged_in_are_read_from_the_primary(model):
 @routed
 def test_writing_a_session_does_not_pin_the_context():
     assert router.db_for_write(Session) == "default"
-    assert not replicas.pinned()
+    assert not pinned()
 
 
 def test_without_replicas_reads_go_to_the_primary(monkeypatch):
@@ -229,39 +234,39 @@ def test_leaving_a_nested_use_primary_keeps_the_outer_one():
     with use_primary():
         with use_primary():
             pass
-        assert replicas.pinned()
-    assert not replicas.pinned()
+        assert pinned()
+    assert not pinned()
 
 
 def test_use_primary_restores_the_state_when_the_block_raises():
     with pytest.raises(ValueError), use_primary():
         raise ValueError
-    assert not replicas.pinned()
+    assert not pinned()
 
 
 @pytest.mark.parametrize("decorator", [use_primary, use_primary()], ids=["bare", "called"])
 def test_use_primary_decorates_a_function(decorator):
     @decorator
     def inside():
-        return replicas.pinned()
+        return pinned()
 
     assert inside() is True
-    assert not replicas.pinned()
+    assert not pinned()
 
 
 def test_use_primary_decorates_a_coroutine_function():
     @use_primary
     async def inside():
-        return replicas.pinned()
+        return pinned()
 
     assert asyncio.run(inside()) is True
-    assert not replicas.pinned()
+    assert not pinned()
 
 
 def test_use_primary_works_as_an_async_context_manager():
     async def inside():
         async with use_primary():
-            return replicas.pinned()
+            return pinned()
 
     assert asyncio.run(inside()) is True
 
@@ -275,14 +280,14 @@ def test_a_pin_in_one_asyncio_task_is_invisible_to_another():
 
         async def pinned_task():
             with use_primary():
-                replicas.mark_written()
+                mark_written()
                 entered.set()
                 await checked.wait()
 
         async def other_task():
             await entered.wait()
             try:
-                return replicas.pinned()
+                return pinned()
             finally:
                 checked.set()
 
@@ -298,13 +303,13 @@ def test_a_pin_in_one_thread_is_invisible_to_another():
 
     def pinned_thread():
         with use_primary():
-            replicas.mark_written()
+            mark_written()
             entered.set()
             checked.wait(5)
 
     def other_thread():
         entered.wait(5)
-        seen.append(replicas.pinned())
+        seen.append(pinned())
         checked.set()
 
     threads = [threading.Thread(target=pinned_thread), threading.Thread(target=other_thread)]
@@ -322,7 +327,7 @@ def test_a_pin_in_one_thread_is_invisible_to_another():
 @uses_views
 def test_a_read_only_request_sets_no_pin_cookie(client):
     response = client.get("/read/")
-    assert replicas.PIN_COOKIE not in response.cookies
+    assert PIN_COOKIE not in response.cookies
 
 
 @routed
@@ -346,7 +351,7 @@ def test_a_read_only_request_never_connects_to_the_primary(client):
 @uses_views
 def test_a_request_that_wrote_sets_the_pin_cookie(client, user):
     response = client.get("/write/")
-    assert replicas.PIN_COOKIE in response.cookies
+    assert PIN_COOKIE in response.cookies
 
 
 @routed
@@ -354,7 +359,7 @@ def test_a_request_that_wrote_sets_the_pin_cookie(client, user):
 @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
 def test_an_unsafe_method_sets_the_pin_cookie_even_without_a_write(client, method):
     response = getattr(client, method)("/read/")
-    assert replicas.PIN_COOKIE in response.cookies
+    assert PIN_COOKIE in response.cookies
 
 
 @routed
@@ -368,7 +373,7 @@ def test_an_unsafe_method_reads_from_the_primary(client):
 def test_saving_the_session_sets_no_pin_cookie(client):
     response = client.get("/session/")
     assert "sessionid" in response.cookies
-    assert replicas.PIN_COOKIE not in response.cookies
+    assert PIN_COOKIE not in response.cookies
 
 
 @pytest.fixture
@@ -383,7 +388,7 @@ def asgi_client(async_client):
 @uses_views
 def test_under_asgi_a_request_that_wrote_sets_the_pin_cookie(asgi_client, user):
     response = asyncio.run(asgi_client.get("/write/"))
-    assert replicas.PIN_COOKIE in response.cookies
+    assert PIN_COOKIE in response.cookies
 
 
 @routed
@@ -401,14 +406,14 @@ def test_under_asgi_a_pinned_client_reads_from_the_primary(asgi_client, user):
 def test_under_asgi_a_client_that_never_wrote_reads_from_the_replica(asgi_client):
     response = asyncio.run(asgi_client.get("/read/"))
     assert response.json()["db"] == "replica1"
-    assert replicas.PIN_COOKIE not in response.cookies
+    assert PIN_COOKIE not in response.cookies
 
 
 @routed
 @uses_views
 def test_the_pin_cookie_is_signed_http_only_lax_and_short_lived(client, user, settings):
     settings.REPLICA_PIN_SECONDS = 5.0
-    cookie = client.get("/write/").cookies[replicas.PIN_COOKIE]
+    cookie = client.get("/write/").cookies[PIN_COOKIE]
     assert cookie.value != "1"  # the value carries a signature
     assert cookie["httponly"] is True
     assert cookie["samesite"] == "Lax"
@@ -420,7 +425,7 @@ def test_the_pin_cookie_is_signed_http_only_lax_and_short_lived(client, user, se
 @uses_views
 def test_the_pin_cookie_is_secure_when_the_session_cookie_is(client, user, settings):
     settings.SESSION_COOKIE_SECURE = True
-    cookie = client.get("/write/").cookies[replicas.PIN_COOKIE]
+    cookie = client.get("/write/").cookies[PIN_COOKIE]
     assert cookie["secure"] is True
 
 
@@ -451,7 +456,7 @@ def test_a_client_without_the_pin_cookie_reads_from_the_replica(client, user):
     ids=["unsigned", "wrong-salt", "wrong-key"],
 )
 def test_a_forged_pin_cookie_pins_nothing(client, value):
-    client.cookies[replicas.PIN_COOKIE] = value
+    client.cookies[PIN_COOKIE] = value
     assert read_db(client) == "replica1"
 
 
@@ -463,8 +468,8 @@ def test_an_expired_pin_cookie_pins_nothing(client, settings, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(signing.TimestampSigner, "timestamp", lambda self: long_ago)
         response = HttpResponse()
-        response.set_signed_cookie(replicas.PIN_COOKIE, "1", salt=replicas.PIN_SALT)
-    client.cookies[replicas.PIN_COOKIE] = response.cookies[replicas.PIN_COOKIE].value
+        response.set_signed_cookie(PIN_COOKIE, "1", salt=PIN_SALT)
+    client.cookies[PIN_COOKIE] = response.cookies[PIN_COOKIE].value
     assert read_db(client) == "replica1"
 
 
@@ -472,17 +477,17 @@ def test_an_expired_pin_cookie_pins_nothing(client, settings, monkeypatch):
 @uses_views
 def test_the_pin_ends_with_the_request(client, user):
     client.get("/write/")
-    assert not replicas.pinned()
+    assert not pinned()
 
 
 def test_the_middleware_pins_in_async_mode_too():
     async def view(request):
-        replicas.mark_written()
+        mark_written()
         return HttpResponse()
 
-    middleware = replicas.ReadYourWritesMiddleware(view)
+    middleware = ReadYourWritesMiddleware(view)
     response = asyncio.run(middleware(RequestFactory().get("/")))
-    assert replicas.PIN_COOKIE in response.cookies
+    assert PIN_COOKIE in response.cookies
 
 
 # --------------------------------------------------------------------------- failover
@@ -579,3 +584,44 @@ def test_a_replica_connection_dropped_between_requests_is_replaced():
     assert len(LogEntry.objects.all()) == 0
     assert LogEntry.objects.all().db == "replica1"
     assert replica.connection.info.backend_pid != pid
+
+
+# System checks and test settings ------------------------------------------------------
+
+SESSIONS = "django.contrib.sessions.middleware.SessionMiddleware"
+
+
+def wiring_ids(routers, middleware):
+    return [error.id for error in checks.wiring_errors(routers, middleware)]
+
+
+def test_the_generated_wiring_passes_the_checks():
+    assert wiring_ids(settings.DATABASE_ROUTERS, settings.MIDDLEWARE) == []
+
+
+def test_an_app_without_its_router_is_an_error():
+    assert wiring_ids([], [checks.MIDDLEWARE, SESSIONS]) == ["replicas.E001"]
+
+
+def test_the_router_without_its_middleware_is_an_error():
+    assert wiring_ids([checks.ROUTER], [SESSIONS]) == ["replicas.E002"]
+
+
+def test_the_middleware_after_session_middleware_is_an_error():
+    assert wiring_ids([checks.ROUTER], [SESSIONS, checks.MIDDLEWARE]) == ["replicas.E003"]
+
+
+def test_atomic_requests_on_the_primary_is_a_warning():
+    warnings = checks.atomic_requests_warnings({"default": {"ATOMIC_REQUESTS": True}})
+    assert [warning.id for warning in warnings] == ["replicas.W001"]
+
+
+def test_atomic_requests_off_passes():
+    assert checks.atomic_requests_warnings({"default": {"ATOMIC_REQUESTS": False}}) == []
+
+
+def test_the_test_settings_read_replica1_from_the_test_database_itself():
+    real = {"default": {"HOST": "db"}, "replica1": {"HOST": "replica"}, "replica2": {}}
+    mirrored = mirror_default(real)
+    assert set(mirrored) == {"default", "replica1"}
+    assert mirrored["replica1"] == {"HOST": "db", "TEST": {"MIRROR": "default"}}

@@ -1,0 +1,71 @@
+"""System checks for the read-replica router and its middleware."""
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+from config.aliases import PRIMARIES
+
+ROUTER = "config.replicas.router.PrimaryReplicaRouter"
+MIDDLEWARE = "config.replicas.middleware.ReadYourWritesMiddleware"
+SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
+# They read settings only; Django runs checks tagged "database" only for named aliases.
+TAG = "replicas"
+
+
+@register(TAG)
+def check_router_and_middleware(app_configs, **kwargs):
+    """Error when the router runs without the middleware that resets its state per request."""
+    return wiring_errors(settings.DATABASE_ROUTERS, settings.MIDDLEWARE)
+
+
+def wiring_errors(routers, middleware):
+    """Return an error for each way ``routers`` and ``middleware`` miss each other."""
+    if ROUTER not in routers:
+        return [
+            Error(
+                "config.replicas is installed but its router is not in DATABASE_ROUTERS.",
+                hint=f"Add {ROUTER!r} to DATABASE_ROUTERS.",
+                id="replicas.E001",
+            )
+        ]
+    if MIDDLEWARE not in middleware:
+        return [
+            Error(
+                "The replica router runs without ReadYourWritesMiddleware: a pin set by one "
+                "request would send the next request on the same thread to the primary.",
+                hint=f"Add {MIDDLEWARE!r} to MIDDLEWARE, before SessionMiddleware.",
+                id="replicas.E002",
+            )
+        ]
+    sessions = middleware.index(SESSION_MIDDLEWARE) if SESSION_MIDDLEWARE in middleware else None
+    if sessions is not None and sessions < middleware.index(MIDDLEWARE):
+        return [
+            Error(
+                "ReadYourWritesMiddleware comes after SessionMiddleware: a session saved at "
+                "the end of a request would escape its pin state.",
+                hint="Move it before SessionMiddleware.",
+                id="replicas.E003",
+            )
+        ]
+    return []
+
+
+@register(TAG)
+def check_atomic_requests(app_configs, **kwargs):
+    """Warn when ATOMIC_REQUESTS would send every read of every request to the primary."""
+    return atomic_requests_warnings(settings.DATABASES)
+
+
+def atomic_requests_warnings(databases):
+    """Return a warning for each primary alias of ``databases`` with ATOMIC_REQUESTS on."""
+    return [
+        Warning(
+            f"Database {alias!r} has ATOMIC_REQUESTS on: every view runs in a transaction "
+            "on the primary, so every read goes to the primary and the replicas idle.",
+            hint="Turn it off and wrap the views that write in transaction.atomic().",
+            obj=alias,
+            id="replicas.W001",
+        )
+        for alias in PRIMARIES
+        if databases.get(alias, {}).get("ATOMIC_REQUESTS")
+    ]

@@ -1,0 +1,119 @@
+"""Pin state: whether the current thread or asyncio task must read from the primary.
+
+The state lives in :mod:`contextvars`, so it belongs to one thread or one asyncio task
+and is never shared with another. A context is *pinned* while ``use_primary()`` is
+active, for the rest of a unit of work that wrote, and for requests that
+:class:`~config.replicas.middleware.ReadYourWritesMiddleware` starts pinned.
+"""
+
+import functools
+from contextvars import ContextVar
+
+from asgiref.sync import iscoroutinefunction
+
+# True while reads must go to the primary: use_primary(), an unsafe method, a pin cookie.
+# Set with a token and reset with it, so nested scopes restore the outer value.
+_reads_pinned = ContextVar("reads_pinned", default=False)
+# True once the context wrote to the primary. Kept apart from _reads_pinned so that leaving
+# a use_primary() block cannot unpin a context that wrote inside it.
+_wrote = ContextVar("wrote", default=False)
+
+
+def pinned():
+    """Return True when reads in the current context must go to the primary."""
+    return _reads_pinned.get() or _wrote.get()
+
+
+def wrote():
+    """Return True when the current context has written to the primary."""
+    return _wrote.get()
+
+
+def mark_written():
+    """Record a write: the rest of the current context reads from the primary."""
+    if not _wrote.get():  # setting only once keeps the write path free of churn
+        _wrote.set(True)
+
+
+def pin_reads():
+    """Pin the current context's reads to the primary; return a token for unpin_reads."""
+    return _reads_pinned.set(True)
+
+
+def unpin_reads(token):
+    """Restore the pin state that was current before the matching ``pin_reads()``."""
+    _reads_pinned.reset(token)
+
+
+def begin_unit_of_work(*, pinned=False):
+    """Start a fresh pin state (a request, a task); return the token for end_unit_of_work.
+
+    Threads are reused from one request to the next and a context outlives the request
+    it served, so every unit of work must start unpinned and restore what it found.
+    """
+    return _reads_pinned.set(pinned), _wrote.set(False)
+
+
+def end_unit_of_work(tokens):
+    """Restore the pin state saved by :func:`begin_unit_of_work`."""
+    pinned_token, wrote_token = tokens
+    _wrote.reset(wrote_token)
+    _reads_pinned.reset(pinned_token)
+
+
+def use_primary(func=None):
+    """Send every read in a block, or in a function, to the primary.
+
+    Use it as a context manager or as a decorator, on plain and async functions alike::
+
+        with use_primary():
+            order = Order.objects.get(pk=pk)
+
+        @use_primary
+        def checkout(request): ...
+
+    Blocks nest, and leaving one restores the state around it; a write inside a block
+    still pins the rest of the request after the block ends. The state belongs to the
+    current thread or asyncio task only.
+    """
+    if func is None:
+        return UsePrimary()
+    return UsePrimary()(func)
+
+
+class UsePrimary:
+    """The context manager and decorator returned by :func:`use_primary`."""
+
+    def __init__(self):
+        self._tokens = []  # a stack, so one instance can be re-entered
+
+    def __enter__(self):
+        self._tokens.append(pin_reads())
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        unpin_reads(self._tokens.pop())
+
+    async def __aenter__(self):
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type, exc_value, traceback):
+        self.__exit__(exc_type, exc_value, traceback)
+
+    def __call__(self, func):
+        # A fresh instance per call: concurrent calls must not share a token stack.
+        if iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def inner(*args, **kwargs):
+                with UsePrimary():
+                    return await func(*args, **kwargs)
+
+        else:
+
+            @functools.wraps(func)
+            def inner(*args, **kwargs):
+                with UsePrimary():
+                    return func(*args, **kwargs)
+
+        return inner

@@ -1,0 +1,63 @@
+"""Choosing the replica a read goes to."""
+
+import random
+
+from django.db import DatabaseError, connections
+
+from config.replicas.health import health
+
+
+def choose_replica(aliases):
+    """Return a reachable replica alias among ``aliases``, or None when none answers.
+
+    A replica this thread is already connected to is reused, so one request reads from
+    one replica (one snapshot source, one connection). Otherwise a replica is picked at
+    random: every worker process chooses independently, and a per-process round-robin
+    counter would send the first connection of every worker to the same replica.
+    Connecting happens here, before the query, so that a dead replica is skipped
+    instead of failing the query.
+    """
+    fresh = []
+    for alias in aliases:
+        connection = connections[alias]
+        if connection.connection is None:
+            fresh.append((alias, connection))
+        elif health.available(alias) and _usable(alias, connection):
+            return alias
+    if len(fresh) > 1:
+        start = random.randrange(len(fresh))  # noqa: S311 (load spreading, not security)
+        fresh = fresh[start:] + fresh[:start]
+    for alias, connection in fresh:
+        if health.available(alias) and _usable(alias, connection):
+            return alias
+    return None
+
+
+def _usable(alias, connection):
+    """Make sure ``connection`` works; record the outcome for ``alias`` in ``health``."""
+    try:
+        if connection.connection is not None and (
+            connection.errors_occurred
+            or (connection.health_check_enabled and not connection.health_check_done)
+        ):
+            # What Django checks before the first query of a request anyway, done here so
+            # a connection that died in the meantime is replaced or skipped.
+            if connection.is_usable():
+                connection.errors_occurred = False
+                connection.health_check_done = True
+            else:
+                connection.close()
+        connection.ensure_connection()
+    except DatabaseError as error:
+        _discard(connection)
+        health.mark_down(alias, error)
+        return False
+    health.mark_up(alias)
+    return True
+
+
+def _discard(connection):
+    try:
+        connection.close()
+    except DatabaseError:
+        connection.connection = None  # already broken: drop it without ceremony
