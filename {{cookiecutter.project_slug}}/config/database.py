@@ -16,6 +16,7 @@ from config.pgbouncer import databases as pgbouncer
 from config.replicas import databases as replicas
 {% endif %}
 
+ENGINE = "config.postgresql"  # Django's backend with bounded waits
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 URL_EXPECTED = "a PostgreSQL URL such as postgres://USER:PASSWORD@HOST:5432/NAME"
 POSTGRES_SCHEMES = ("postgres", "postgresql", "pgsql")
@@ -42,11 +43,13 @@ def databases(*, default_url=env.REQUIRED, sslmode=None):
     return databases
 
 
-def parse_url(name, url, *, sslmode=None, connect_timeout=None):
+def parse_url(name, url, *, sslmode=None, connect_timeout=None, query_timeout=None):
     """Parse one database URL from variable ``name`` into a ``DATABASES`` entry.
 
     An ``sslmode`` written in the URL is kept exactly as written; ``sslmode`` fills
     in only when the URL names none. Errors never repeat the URL: it holds a password.
+    ``connect_timeout`` and ``query_timeout`` default to ``DATABASE_CONNECT_TIMEOUT``
+    and ``DATABASE_QUERY_TIMEOUT`` (see ``config.postgresql``).
     """
     scheme = url.partition("://")[0] if "://" in url else ""
     if scheme not in POSTGRES_SCHEMES:
@@ -55,7 +58,7 @@ def parse_url(name, url, *, sslmode=None, connect_timeout=None):
             f"expected {URL_EXPECTED}."
         )
     try:
-        config = dj_database_url.parse(url)
+        config = dj_database_url.parse(url, engine=ENGINE)
     except ValueError:
         raise ImproperlyConfigured(
             f"{name} is not a valid URL: expected {URL_EXPECTED}, with special "
@@ -73,10 +76,13 @@ def parse_url(name, url, *, sslmode=None, connect_timeout=None):
             )
     elif sslmode:
         options["sslmode"] = sslmode
-    # Without a bound, a server that drops packets hangs a worker for minutes.
+    # Without bounds, a server that hangs holds a worker until something kills it.
     if connect_timeout is None:
         connect_timeout = env.integer("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
     options.setdefault("connect_timeout", connect_timeout)
+    if query_timeout is None:
+        query_timeout = env.seconds("DATABASE_QUERY_TIMEOUT", 20.0)
+    config["QUERY_TIMEOUT"] = query_timeout
     return config
 
 

@@ -2,10 +2,12 @@ import importlib
 import sys
 
 import pytest
-{% if cookiecutter.use_pgbouncer %}
+from django.db import connection
 
+{% if cookiecutter.use_pgbouncer %}
 from config.pgbouncer.testing import django_db_setup  # noqa: F401  (replaces pytest-django's)
 {% endif %}
+from tests.relay import FreezableRelay
 
 # Variables the settings read; each test starts from none of them.
 PREFIXES = ("DJANGO_", "DATABASE_")
@@ -66,3 +68,15 @@ DEPLOY_ENV = {
 @pytest.fixture
 def deploy_env():
     return dict(DEPLOY_ENV)
+
+
+@pytest.fixture
+def relay():
+    """A relay to the test database (see tests/relay.py)."""
+    settings_dict = connection.settings_dict
+    host = settings_dict["HOST"] or "127.0.0.1"
+    if host.startswith("/"):
+        pytest.skip("the test database is on a Unix socket; the relay needs TCP")
+    relay = FreezableRelay((host, int(settings_dict["PORT"] or 5432)))
+    yield relay
+    relay.close()

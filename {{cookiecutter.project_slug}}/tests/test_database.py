@@ -17,7 +17,7 @@ def build(**kwargs):
 def test_database_url_is_parsed(environ):
     environ(DATABASE_URL=URL)
     config = build()
-    assert config["ENGINE"] == "django.db.backends.postgresql"
+    assert config["ENGINE"] == "config.postgresql"
     assert (config["USER"], config["PASSWORD"]) == ("app", "s3cret")
     assert (config["HOST"], config["PORT"], config["NAME"]) == ("db.example.com", 5432, "app")
 
@@ -98,6 +98,22 @@ def test_database_connect_timeout_sets_it(environ):
 def test_connect_timeout_in_the_url_wins(environ):
     environ(DATABASE_URL=f"{URL}?connect_timeout=9", DATABASE_CONNECT_TIMEOUT="2")
     assert build()["OPTIONS"]["connect_timeout"] == 9
+
+
+def test_query_timeout_defaults_to_twenty_seconds(environ):
+    environ(DATABASE_URL=URL)
+    assert build()["QUERY_TIMEOUT"] == 20
+
+
+def test_database_query_timeout_sets_it(environ):
+    environ(DATABASE_URL=URL, DATABASE_QUERY_TIMEOUT="2.5")
+    assert build()["QUERY_TIMEOUT"] == 2.5
+
+
+def test_malformed_query_timeout_is_refused(environ):
+    environ(DATABASE_URL=URL, DATABASE_QUERY_TIMEOUT="forever")
+    with pytest.raises(ImproperlyConfigured, match=r"^DATABASE_QUERY_TIMEOUT='forever' is not"):
+        build()
 
 
 @pytest.mark.parametrize("value", ["0", "soon", "-1"])

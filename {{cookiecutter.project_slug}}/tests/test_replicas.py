@@ -625,3 +625,41 @@ def test_the_test_settings_read_replica1_from_the_test_database_itself():
     mirrored = mirror_default(real)
     assert set(mirrored) == {"default", "replica1"}
     assert mirrored["replica1"] == {"HOST": "db", "TEST": {"MIRROR": "default"}}
+
+
+# A replica that stops answering mid-request ------------------------------------------
+
+
+@pytest.fixture
+def replica_through_relay(relay, monkeypatch):
+    """Read replica1 through a freezable relay, with a 0.5 s query bound."""
+    replica = connections["replica1"]
+    replica.close()
+    monkeypatch.setitem(replica.settings_dict, "HOST", "127.0.0.1")
+    monkeypatch.setitem(replica.settings_dict, "PORT", relay.port)
+    monkeypatch.setattr(replica, "query_timeout", 0.5)
+    yield relay
+    replica.close()
+
+
+@routed
+@uses_views
+def test_a_read_on_a_frozen_replica_is_served_again_from_the_primary(replica_through_relay, client):
+    assert read_db(client) == "replica1"
+    replica_through_relay.freeze()
+    started = time.monotonic()
+    response = client.get("/read/")
+    assert response.status_code == 200
+    assert response.json()["db"] == "default"
+    assert time.monotonic() - started < 1.5
+
+
+@routed
+@uses_views
+def test_a_frozen_replica_is_skipped_by_the_next_requests(replica_through_relay, client):
+    read_db(client)
+    replica_through_relay.freeze()
+    client.get("/read/")
+    started = time.monotonic()
+    assert read_db(client) == "default"
+    assert time.monotonic() - started < 0.5

@@ -6,15 +6,18 @@ from config.aliases import DEFAULT, REPLICA_PREFIX
 
 def databases(*, sslmode, lifetime):
     """Return ``replica1``, ``replica2``, ... from ``DATABASE_REPLICA_URLS`` (may be none)."""
-    # Replicas get a short connect timeout: a dead one is skipped, not waited for.
+    # Replicas get short bounds: a dead or frozen one is skipped, not waited for.
     timeout = env.integer("DATABASE_REPLICA_CONNECT_TIMEOUT", 2, minimum=1)
+    query_timeout = env.seconds("DATABASE_REPLICA_QUERY_TIMEOUT", 3.0, minimum=0.1)
     urls = env.strings(
         "DATABASE_REPLICA_URLS", [], expected="comma-separated PostgreSQL replica URLs"
     )
     replicas = {}
     for number, url in enumerate(urls, start=1):
         name = f"DATABASE_REPLICA_URLS (item {number})"
-        replica = database.parse_url(name, url, sslmode=sslmode, connect_timeout=timeout)
+        replica = database.parse_url(
+            name, url, sslmode=sslmode, connect_timeout=timeout, query_timeout=query_timeout
+        )
         replica = database.with_lifetime(replica, lifetime)
         if "pool" in replica["OPTIONS"]:
             # A pool waits its whole timeout for a connection to a dead replica; the

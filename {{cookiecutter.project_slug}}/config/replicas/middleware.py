@@ -1,11 +1,15 @@
 """Each request gets its own pin state; a client that wrote is pinned by a signed cookie."""
 
+import logging
 import math
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 
-from config.replicas.pinning import begin_unit_of_work, end_unit_of_work, wrote
+from config.replicas.pinning import begin_unit_of_work, end_unit_of_work, use_primary, wrote
+from config.replicas.selection import ReplicaUnavailable
+
+logger = logging.getLogger(__name__)
 
 PIN_COOKIE = "primary_pin"
 PIN_SALT = "config.replicas.pin"
@@ -62,6 +66,31 @@ class ReadYourWritesMiddleware:
         value = request.get_signed_cookie(PIN_COOKIE, None, salt=PIN_SALT, max_age=seconds)
         # The signature's own timestamp bounds the pin: a client cannot extend it.
         return value is not None
+
+    def process_exception(self, request, exception):
+        """Serve a read-only request again from the primary when its replica broke mid-way.
+
+        Only a request that has written nothing is run again, so nothing happens twice.
+        """
+        match = request.resolver_match
+        if (
+            not isinstance(exception, ReplicaUnavailable)
+            or request.method in UNSAFE_METHODS
+            or wrote()
+            or match is None
+        ):
+            return None
+        logger.warning(
+            "A replica failed during %s %s; serving it from the primary.",
+            request.method,
+            request.path,
+        )
+        view = async_to_sync(match.func) if iscoroutinefunction(match.func) else match.func
+        with use_primary():
+            response = view(request, *match.args, **match.kwargs)
+            if callable(getattr(response, "render", None)):  # a TemplateResponse
+                response = response.render()
+        return response
 
     def process_response(self, request, response):
         """Set the pin cookie when the request wrote or used an unsafe method."""

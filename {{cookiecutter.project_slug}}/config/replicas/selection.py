@@ -2,7 +2,7 @@
 
 import random
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
 from config.replicas.health import health
 
@@ -53,7 +53,25 @@ def _usable(alias, connection):
         health.mark_down(alias, error)
         return False
     health.mark_up(alias)
+    if fail_over not in connection.execute_wrappers:
+        connection.execute_wrappers.insert(0, fail_over)  # outermost: sees the final error
     return True
+
+
+class ReplicaUnavailable(OperationalError):
+    """A replica's connection broke during a query: a read-only request may retry it."""
+
+
+def fail_over(execute, sql, params, many, context):
+    """Skip a replica whose connection broke mid-query (it died, or hung past its bound)."""
+    try:
+        return execute(sql, params, many, context)
+    except (OperationalError, InterfaceError) as error:
+        connection = context["connection"]
+        if connection.connection is not None and not connection.connection.broken:
+            raise  # the server answered with an error: the replica itself is fine
+        health.mark_down(connection.alias, error)
+        raise ReplicaUnavailable(str(error)) from error
 
 
 def _discard(connection):
