@@ -11,11 +11,13 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.core.management.base import SystemCheckError
+from django.core.management.commands.dbshell import Command as DjangoDbshell
 from django.core.management.commands.migrate import Command as DjangoMigrate
 from django.db import connections
 
 from config import database
 from config.pgbouncer import checks
+from config.pgbouncer.management.commands.dbshell import Command as Dbshell
 from config.pgbouncer.management.commands.migrate import Command as Migrate
 from config.pgbouncer.userlist import scram_secret, userlist_line
 
@@ -165,11 +167,11 @@ def test_direct_url_check_is_deploy_only():
     assert checks.check_direct_database not in registry.registry.get_checks(False)
 
 
-# migrate ------------------------------------------------------------------------------
+# Commands that need a session ---------------------------------------------------------
 
 
-def database_option(*args):
-    return Migrate().create_parser("manage.py", "migrate").parse_args(args).database
+def database_option(*args, command=Migrate, name="migrate"):
+    return command().create_parser("manage.py", name).parse_args(args).database
 
 
 def test_migrate_defaults_to_the_direct_alias():
@@ -189,6 +191,19 @@ def test_call_command_migrate_runs_on_the_direct_alias(monkeypatch):
     monkeypatch.setattr(DjangoMigrate, "handle", lambda self, **options: used.append(options))
     call_command("migrate", verbosity=0)
     assert used[0]["database"] == "direct"
+
+
+def test_dbshell_defaults_to_the_direct_alias():
+    assert database_option(command=Dbshell, name="dbshell") == "direct"
+
+
+def test_dbshell_still_accepts_another_alias():
+    args = ("--database", "default")
+    assert database_option(*args, command=Dbshell, name="dbshell") == "default"
+
+
+def test_dbshell_is_djangos_dbshell():
+    assert issubclass(Dbshell, DjangoDbshell)
 
 
 def test_test_database_is_shared_by_both_aliases(db):

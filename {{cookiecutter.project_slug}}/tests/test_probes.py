@@ -8,7 +8,17 @@ import time
 import pytest
 from django.db import connections
 
+from config.readiness import connection_params, readiness
+
 SECRET = "s3cret-password"
+
+
+@pytest.fixture(autouse=True)
+def fresh_probe():
+    """Each test probes afresh instead of reading the last test's answer."""
+    readiness.forget()
+    yield
+    readiness.forget()
 
 
 def test_healthz_answers_ok_without_touching_the_database(client):
@@ -117,3 +127,32 @@ def test_readyz_gives_up_within_three_seconds_on_a_hanging_primary(
     assert time.monotonic() - started < 3.0
     assert response.status_code == 503
     assert response.json()["databases"]["default"]["error"] == "TimeoutError"
+
+
+@pytest.fixture
+def primary_through(relay, monkeypatch):
+    """Reach the real primary through the relay, which counts the connections."""
+    monkeypatch.setitem(connections["default"].settings_dict, "HOST", "127.0.0.1")
+    monkeypatch.setitem(connections["default"].settings_dict, "PORT", relay.port)
+    return relay
+
+
+def test_a_burst_of_probes_connects_once_per_database(client, primary_through):
+    statuses = {client.get("/readyz/").status_code for _ in range(20)}
+    assert statuses == {200}
+    assert primary_through.accepted == 1
+
+
+def test_probes_after_the_cache_expires_connect_again(client, primary_through):
+    client.get("/readyz/")
+    readiness.forget()
+    client.get("/readyz/")
+    assert primary_through.accepted == 2
+
+
+def test_readyz_parameters_come_from_djangos_backend(db):
+    params = connection_params("default")
+    expected = connections["default"].get_connection_params()
+    assert params["dbname"] == expected["dbname"]
+    assert params["application_name"] == "readyz"
+    assert "cursor_factory" not in params and "context" not in params

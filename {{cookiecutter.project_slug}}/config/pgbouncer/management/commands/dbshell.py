@@ -1,0 +1,17 @@
+"""``dbshell`` on the primary itself unless told otherwise.
+
+Through PgBouncer in transaction pooling mode, a ``SET`` typed in psql would stay on the
+server connection and leak into whichever application transaction uses it next.
+"""
+
+from django.core.management.commands import dbshell
+
+from config.aliases import DIRECT
+
+
+class Command(dbshell.Command):
+    help = f"{dbshell.Command.help} Runs on the {DIRECT!r} database by default."
+
+    def add_arguments(self, parser):
+        super().add_arguments(parser)
+        parser.set_defaults(database=DIRECT)
