@@ -101,6 +101,7 @@ def connection_lifetime():
         return {
             "CONN_MAX_AGE": env.integer("DATABASE_CONN_MAX_AGE", 60),
             "CONN_HEALTH_CHECKS": True,
+            "HEALTH_CHECK": env.choice("DATABASE_HEALTH_CHECK", "socket", ("socket", "query")),
         }
     if env.string("DATABASE_CONN_MAX_AGE", None) is not None:
         raise ImproperlyConfigured(

@@ -131,6 +131,16 @@ def test_connections_persist_with_health_checks_by_default(environ):
     assert "pool" not in config["OPTIONS"]
 
 
+def test_health_checks_look_at_the_socket_by_default(environ):
+    environ(DATABASE_URL=URL)
+    assert build()["HEALTH_CHECK"] == "socket"
+
+
+def test_database_health_check_query_restores_djangos_check(environ):
+    environ(DATABASE_URL=URL, DATABASE_HEALTH_CHECK="query")
+    assert build()["HEALTH_CHECK"] == "query"
+
+
 def test_database_conn_max_age_sets_the_lifetime(environ):
     environ(DATABASE_URL=URL, DATABASE_CONN_MAX_AGE="0")
     assert build()["CONN_MAX_AGE"] == 0

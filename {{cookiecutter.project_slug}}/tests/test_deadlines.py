@@ -1,4 +1,6 @@
-"""A server that stops answering on an open connection fails the query within its bound.
+"""``config.postgresql``: bounded waits and a health check without a round trip.
+
+A server that stops answering on an open connection fails the query within its bound.
 
 The server is the real test database behind a relay that freezes (``tests/relay.py``).
 """
@@ -48,7 +50,8 @@ def test_the_next_query_gets_a_new_connection(relay, through):
         assert cursor.fetchone() == (1,)
 
 
-def test_the_health_check_of_a_frozen_server_fails_within_the_connect_timeout(relay, through):
+def test_the_query_health_check_of_a_frozen_server_fails_in_the_connect_timeout(relay, through):
+    through.health_check = "query"
     relay.freeze()
     started = time.monotonic()
     assert through.is_usable() is False
@@ -59,3 +62,47 @@ def test_a_query_that_answers_in_time_is_not_cut(through):
     with through.cursor() as cursor:
         cursor.execute("SELECT pg_sleep(0.2), 1")
         assert cursor.fetchone()[1] == 1
+
+
+# Health checks -------------------------------------------------------------------------
+
+
+def test_a_quiet_idle_connection_passes_the_health_check_without_a_round_trip(relay, through):
+    relay.freeze()  # a round trip would now wait for ever
+    started = time.monotonic()
+    assert through.is_usable() is True
+    assert time.monotonic() - started < 0.05
+
+
+def terminate(wrapper):
+    """End ``wrapper``'s server session from another connection, as an operator would."""
+    pid = wrapper.connection.info.backend_pid
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    deadline = time.monotonic() + 5
+    while wrapper.idle_and_silent() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the FATAL message crosses the relay
+
+
+def test_a_terminated_session_fails_the_health_check(through):
+    terminate(through)
+    assert through.is_usable() is False
+
+
+def test_a_request_after_a_terminated_session_reconnects(through):
+    terminate(through)
+    through.health_check_done = False
+    through.close_if_health_check_failed()
+    with through.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+
+
+def test_a_connection_inside_a_transaction_gets_the_query_check(through):
+    through.set_autocommit(False)
+    with through.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert through.idle_and_silent() is False
+    assert through.is_usable() is True
+    through.rollback()
+    through.set_autocommit(True)

@@ -1,17 +1,26 @@
-"""``DatabaseWrapper`` for ``ENGINE = "config.postgresql"``: Django's, with bounded waits.
+"""``DatabaseWrapper`` for ``ENGINE = "config.postgresql"``: Django's, with bounded waits
+and a health check that costs no round trip.
 
-Each entry of ``DATABASES`` gives ``QUERY_TIMEOUT``, the longest a query may wait for the
-server on an open connection (``None`` or ``0``: no limit). Past it the connection is
-closed and the query fails with ``OperationalError``; Django opens a new connection for
-the next one. Connecting is bounded by libpq's ``connect_timeout``, and the health check
-by the same number of seconds: a server that cannot answer ``SELECT 1`` that fast is as
-good as down.
+Each entry of ``DATABASES`` gives:
+
+``QUERY_TIMEOUT``
+    The longest a query may wait for the server on an open connection (``None`` or ``0``:
+    no limit). Past it the connection is closed and the query fails with
+    ``OperationalError``; Django opens a new connection for the next one.
+``HEALTH_CHECK``
+    How ``CONN_HEALTH_CHECKS`` tests a reused connection: ``"socket"`` (the default) looks
+    at the socket without a round trip; ``"query"`` is Django's own ``SELECT 1``.
+
+Connecting is bounded by libpq's ``connect_timeout``, and a ``SELECT 1`` health check by
+the same number of seconds: a server that cannot answer that fast is as good as down.
 """
 
 import contextlib
+import select
 
 from django.db import DatabaseError, OperationalError
 from django.db.backends.postgresql import base
+from psycopg.pq import TransactionStatus
 
 from config.postgresql.deadlines import watchdog
 
@@ -19,9 +28,9 @@ from config.postgresql.deadlines import watchdog
 class DatabaseWrapper(base.DatabaseWrapper):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        settings_dict = self.settings_dict
-        self.query_timeout = settings_dict.get("QUERY_TIMEOUT") or None
-        self.health_check_timeout = settings_dict["OPTIONS"].get("connect_timeout")
+        self.query_timeout = self.settings_dict.get("QUERY_TIMEOUT") or None
+        self.health_check = self.settings_dict.get("HEALTH_CHECK", "socket")
+        self.health_check_timeout = self.settings_dict["OPTIONS"].get("connect_timeout")
         if self.query_timeout:
             self.execute_wrappers.append(self._bounded_execute)
 
@@ -32,10 +41,24 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def is_usable(self):
         if self.connection is None or self.connection.broken:
             return False
+        if self.health_check == "socket" and self.idle_and_silent():
+            return True
         if not self.health_check_timeout:
             return super().is_usable()
         with self.bounded(float(self.health_check_timeout)):
             return super().is_usable()  # False, not an error, once the watchdog cuts it
+
+    def idle_and_silent(self):
+        """Return True when the connection is idle and the server has sent nothing since.
+
+        A server that ended the session (restart, ``pg_terminate_backend``, an idle
+        timeout, a pooler restart) leaves an error message or end-of-file to read. A quiet
+        socket proves nothing about a silent network, which the query bound covers.
+        """
+        if self.connection.info.transaction_status != TransactionStatus.IDLE:
+            return False
+        readable, _, _ = select.select([self.connection.pgconn.socket], [], [], 0)
+        return not readable
 
     @contextlib.contextmanager
     def bounded(self, seconds):
