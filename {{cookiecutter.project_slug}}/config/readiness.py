@@ -3,8 +3,8 @@
 Every alias is probed at once over a fresh connection, with libpq driven in non-blocking
 mode under one deadline: a server that refuses, hangs after accepting, or stalls
 mid-query costs the same bounded time. A probe that runs out of time just closes its
-socket. It never sends a cancel request, which a pooler may mishandle (PgBouncer 1.18
-can crash on one) and which a hung server would not answer anyway.
+socket. It never sends a cancel request, which a connection pooler may mishandle (some
+crash on one) and which a hung server would not answer anyway.
 """
 
 import logging

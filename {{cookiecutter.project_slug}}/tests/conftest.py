@@ -2,8 +2,9 @@ import importlib
 import sys
 
 import pytest
-from django.db import connection
+from django.db import connections
 
+from config.aliases import PRIMARIES
 {% if cookiecutter.use_pgbouncer %}
 from config.pgbouncer.testing import django_db_setup  # noqa: F401  (replaces pytest-django's)
 {% endif %}
@@ -72,8 +73,8 @@ def deploy_env():
 
 @pytest.fixture
 def relay():
-    """A relay to the test database (see tests/relay.py)."""
-    settings_dict = connection.settings_dict
+    """A relay to the test database on the primary itself (see tests/relay.py)."""
+    settings_dict = connections[PRIMARIES[-1]].settings_dict  # not through a pooler
     host = settings_dict["HOST"] or "127.0.0.1"
     if host.startswith("/"):
         pytest.skip("the test database is on a Unix socket; the relay needs TCP")

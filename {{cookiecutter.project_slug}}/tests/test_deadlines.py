@@ -1,28 +1,28 @@
 """``config.postgresql``: bounded waits and a health check without a round trip.
 
-A server that stops answering on an open connection fails the query within its bound.
-
 The server is the real test database behind a relay that freezes (``tests/relay.py``).
 """
 
 import time
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, connections
 
+from config.aliases import PRIMARIES
 from config.postgresql.base import DatabaseWrapper
 
 
 @pytest.fixture
 def through(relay, db):
     """A connection to the test database through the relay, with a 0.5 s query bound."""
+    primary = connections[PRIMARIES[-1]].settings_dict  # what the relay reaches
     settings_dict = {
-        **connection.settings_dict,
+        **primary,
         "HOST": "127.0.0.1",
         "PORT": relay.port,
         "QUERY_TIMEOUT": 0.5,
         "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": {**connection.settings_dict["OPTIONS"], "connect_timeout": 1},
+        "OPTIONS": {**primary["OPTIONS"], "connect_timeout": 1},
     }
     wrapper = DatabaseWrapper(settings_dict, alias="relayed")
     wrapper.ensure_connection()

@@ -3,8 +3,8 @@
 A server that hangs (a frozen process, a partition) still has its kernel acknowledge
 every packet, so TCP keepalives never fire and libpq waits forever. A watchdog thread
 shuts down the socket of a wait that outlives its deadline instead: the blocked call
-fails at once. It sends no cancel request, which a pooler may mishandle
-(PgBouncer 1.18 can crash on one) and which a frozen server would not answer anyway.
+fails at once. It sends no cancel request, which a connection pooler may mishandle
+(some crash on one) and which a frozen server would not answer anyway.
 """
 
 import contextlib
