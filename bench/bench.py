@@ -3,7 +3,7 @@
 
 Bakes the template (default, use_pgbouncer, use_read_replica), drops a tiny benchmark
 app into each baked tree, starts throwaway PostgreSQL primary / streaming replica /
-PgBouncer servers with ``tests/harness.py``, then loads each configuration with ``wrk``,
+PgBouncer servers with ``devtools/harness.py``, then loads each configuration with ``wrk``,
 interleaved over several repetitions, and writes a markdown report.
 
 Run it through ``bench/run``; ``bench/run --help`` lists the options.
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 
-from tests import bakery, harness  # noqa: E402  (the template's own test helpers)
+from devtools import bakery, harness  # noqa: E402  (the template's own tooling)
 
 APP_FILES = BENCH / "app"
 ROUTER_MICRO = BENCH / "router_micro.py"

@@ -5,7 +5,7 @@ Timings are the benchmark's business (bench/run), never asserted here.
 
 import sys
 
-from tests.bakery import ROOT, run
+from devtools.bakery import ROOT, run
 
 SMOKE_ROWS = ("`startproject` default", "persistent", "ASGI", "PgBouncer", "read replica router")
 

@@ -1,4 +1,4 @@
-"""Specifications of the throwaway database servers provided by tests/harness.py."""
+"""Specifications of the throwaway database servers provided by devtools/harness.py."""
 
 import os
 import socket
@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests import harness
-from tests.harness import (
+from devtools import harness
+from devtools.harness import (
     EPHEMERAL_PORTS,
     SERVER_PORTS,
     HarnessError,

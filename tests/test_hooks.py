@@ -22,7 +22,7 @@ from cookiecutter.environment import StrictEnvironment
 from cookiecutter.generate import generate_context
 from cookiecutter.prompt import prompt_for_config
 
-from tests.bakery import load_hook
+from devtools.bakery import load_hook
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT_TEMPLATE = "{{cookiecutter.project_slug}}"

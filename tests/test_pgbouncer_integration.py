@@ -15,9 +15,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests import harness
-from tests.bakery import AppServer, bake, project_env, project_python, run
-from tests.harness import APP_USER, HarnessError, PgBouncer
+from devtools import harness
+from devtools.bakery import AppServer, bake, project_env, project_python, run
+from devtools.harness import APP_USER, HarnessError, PgBouncer
 
 ANSWERS = {"use_pgbouncer": True, "django_version": "6.1"}
 SMALL_POOL = 2

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cookiecutter.main import cookiecutter
 
-from tests.harness import LOOPBACK, pick_port
+from devtools.harness import LOOPBACK, pick_port
 
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = Path(os.environ.get("BAKE_VENVS", ROOT / ".cache" / "venvs"))
