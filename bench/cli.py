@@ -6,7 +6,7 @@ from pathlib import Path
 
 import bench
 from bench import report
-from bench.configurations import BASELINE, CONFIG_BY_KEY, CONFIGS, select
+from bench.configurations import BASELINE, CONFIG_BY_KEY, CONFIGS, DJANGO_VERSIONS, select
 from bench.log import log
 from bench.machine import describe, loadavg
 from bench.measure import measure
@@ -21,7 +21,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="bench/run", description=bench.__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="1 repetition, 1 s per view, "
                         "the smoke subset; exits non-zero on any error")  # fmt: skip
-    parser.add_argument("--django", default="5.2", choices=["5.2", "6.1"])
+    parser.add_argument("--django", default=DJANGO_VERSIONS[0], choices=DJANGO_VERSIONS)
     parser.add_argument("--reps", type=int, help="repetitions (default 3; smoke 1)")
     parser.add_argument("--duration", type=int, help="seconds on /bench/one/ (default 8)")
     parser.add_argument("--short-duration", type=int, help="seconds on the other views (3)")
@@ -50,7 +50,7 @@ def parse_args(argv=None):
     if args.output is None:
         if smoke:
             args.output = RESULTS / "smoke.md.tmp"
-        elif args.django == "5.2":
+        elif args.django == DJANGO_VERSIONS[0]:
             args.output = RESULTS / "latest.md"
         else:
             args.output = RESULTS / f"latest-django{args.django}.md"

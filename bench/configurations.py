@@ -2,6 +2,10 @@
 
 from dataclasses import dataclass, field
 
+from devtools.bakery import CHOICES
+
+# The Django versions a run can bake; cookiecutter.json's default first, the one run unless told.
+DJANGO_VERSIONS = CHOICES["django_version"]
 # Baked projects by name: the answers that differ from the template's defaults.
 PROJECTS = {
     "default": {},
