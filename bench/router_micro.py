@@ -1,6 +1,6 @@
 """Micro-benchmark of the read-replica router's per-call decision cost.
 
-Run by bench/bench.py with the replica project's Python, inside the baked project and with
+Run by bench/router.py with the replica project's Python, inside the baked project and with
 the same environment as the served app (bench settings, primary + replica URLs). Prints
 one JSON line: nanoseconds per call of each measured operation and the number of router
 calls one ``/bench/one/`` request makes.

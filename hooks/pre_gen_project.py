@@ -14,21 +14,17 @@ import keyword
 import re
 import sys
 import unicodedata
+from pathlib import Path
 
 # Cookiecutter renders every answer into this raw string as JSON. JSON escapes each quote and
 # backslash inside a value, so no answer can end the string early or become code.
 ANSWERS_JSON = r"""
 {{ cookiecutter | jsonify }}
 """
-
-# Keep these in step with cookiecutter.json (a test compares them).
-CHOICES = {
-    "django_version": ("5.2", "6.1"),
-    "python_version": ("3.12", "3.11", "3.13"),
-    "postgresql_version": ("17", "15", "16", "18"),
-    "ci": ("github", "none"),
-}
-BOOLEANS = ("use_pgbouncer", "use_read_replica")
+# The same for cookiecutter.json as cookiecutter read it, choice lists included.
+TEMPLATE_JSON = r"""
+{{ _cookiecutter | jsonify }}
+"""
 # The oldest Python each Django release supports.
 MIN_PYTHON_FOR_DJANGO = {"5.2": "3.10", "6.1": "3.12"}
 
@@ -98,6 +94,25 @@ SINGLE_LINE_RULE = "use a single line of text (no line breaks or control charact
 BOOLEAN_RULE = "answer yes or no (y/n, yes/no, true/false)"
 
 
+def load_choices(text: str) -> dict:
+    """The values each choice prompt offers, as cookiecutter.json lists them.
+
+    Read from the rendered ``TEMPLATE_JSON`` when cookiecutter runs the hook, from
+    cookiecutter.json itself when the tests import the file unrendered. ``cookiecutter --replay``
+    renders the replayed answers there instead of the lists: then no choices are known.
+    """
+    try:
+        template = json.loads(text)
+    except ValueError:
+        template = json.loads(
+            (Path(__file__).resolve().parents[1] / "cookiecutter.json").read_text(encoding="utf-8")
+        )
+    return {name: tuple(value) for name, value in template.items() if isinstance(value, list)}
+
+
+CHOICES = load_choices(TEMPLATE_JSON)
+
+
 def _is_single_line(value):
     return not any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in value)
 
@@ -142,8 +157,8 @@ def check_author_email(value) -> str | None:
 
 
 def check_choice(name: str, value) -> str | None:
-    """One of the values cookiecutter.json offers for ``name``."""
-    if value not in CHOICES[name]:
+    """One of the values cookiecutter.json offers for ``name``, when they are known."""
+    if name in CHOICES and value not in CHOICES[name]:
         return "choose one of " + ", ".join(CHOICES[name])
     return None
 
@@ -164,15 +179,17 @@ def check_python_for_django(python_version: str, django_version: str) -> str | N
     minimum = MIN_PYTHON_FOR_DJANGO[django_version]
     if _version(python_version) >= _version(minimum):
         return None
-    pythons = [v for v in CHOICES["python_version"] if _version(v) >= _version(minimum)]
+    rule = f"Django {django_version} needs Python {minimum} or newer"
+    pythons = [v for v in CHOICES.get("python_version", ()) if _version(v) >= _version(minimum)]
     djangos = [
         d
-        for d in CHOICES["django_version"]
+        for d in CHOICES.get("django_version", ())
         if _version(python_version) >= _version(MIN_PYTHON_FOR_DJANGO[d])
     ]
+    if not (pythons and djangos):  # the choices are unknown (a replay)
+        return rule
     return (
-        f"Django {django_version} needs Python {minimum} or newer; "
-        f"choose python_version {' or '.join(sorted(pythons, key=_version))}, "
+        f"{rule}; choose python_version {' or '.join(sorted(pythons, key=_version))}, "
         f"or django_version {' or '.join(djangos)}"
     )
 

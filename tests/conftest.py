@@ -2,7 +2,7 @@
 
 The database server fixtures are session-scoped and lazy: a server starts the first time
 a test asks for it and stops when the session (or the xdist worker) ends. All the work
-happens in ``tests/harness.py``, which is usable without pytest.
+happens in ``devtools/harness/``, which is usable without pytest.
 """
 
 import os
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import PgBouncer, Primary, Replica
+from devtools.harness import PgBouncer, Primary, Replica
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.bakery import (
+from devtools.bakery import (
     COMBINATIONS,
     bake,
     combination_id,

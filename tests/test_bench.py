@@ -5,7 +5,7 @@ Timings are the benchmark's business (bench/run), never asserted here.
 
 import sys
 
-from tests.bakery import ROOT, run
+from devtools.bakery import ROOT, run
 
 SMOKE_ROWS = ("`startproject` default", "persistent", "ASGI", "PgBouncer", "read replica router")
 
@@ -13,7 +13,7 @@ SMOKE_ROWS = ("`startproject` default", "persistent", "ASGI", "PgBouncer", "read
 def test_benchmark_smoke_run_reports_every_configuration(tmp_path):
     report = tmp_path / "smoke.md"
     # --smoke exits non-zero on any failed request, server or skipped configuration.
-    run([sys.executable, ROOT / "bench" / "bench.py", "--smoke", "--output", report], timeout=900)
+    run([sys.executable, ROOT / "bench", "--smoke", "--output", report], timeout=900)
     table = report.read_text()
     missing = [row for row in SMOKE_ROWS if row not in table]
     assert missing == []

@@ -1,4 +1,4 @@
-"""Specifications of the throwaway database servers provided by tests/harness.py."""
+"""Specifications of the throwaway database servers provided by devtools/harness/."""
 
 import os
 import socket
@@ -13,8 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests import harness
-from tests.harness import (
+from devtools.harness import (
     EPHEMERAL_PORTS,
     SERVER_PORTS,
     HarnessError,
@@ -257,7 +256,7 @@ def test_pgbouncer_moves_to_another_port_when_its_port_is_taken(
         squatter.listen()
         taken = squatter.getsockname()[1]
         ports = iter([taken, pick_port()])
-        monkeypatch.setattr(harness, "pick_port", lambda: next(ports))
+        monkeypatch.setattr("devtools.harness.server.pick_port", lambda: next(ports))
 
         with PgBouncer(pg_primary) as bouncer, psycopg.connect(bouncer.url()) as conn:
             assert bouncer.port != taken

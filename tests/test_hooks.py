@@ -6,7 +6,6 @@ in-process (its CLI through click's runner, or pytest-cookies), so each takes a 
 second; one test runs the real command in a subprocess.
 """
 
-import itertools
 import json
 import logging
 import shutil
@@ -22,7 +21,7 @@ from cookiecutter.environment import StrictEnvironment
 from cookiecutter.generate import generate_context
 from cookiecutter.prompt import prompt_for_config
 
-from tests.bakery import load_hook
+from devtools.bakery import CHOICES, combination_id, combinations, cookiecutter_json, load_hook
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT_TEMPLATE = "{{cookiecutter.project_slug}}"
@@ -33,31 +32,30 @@ pre_gen = load_hook("pre_gen_project")
 post_gen = load_hook("post_gen_project")
 
 
-def cookiecutter_json():
-    return json.loads((REPO / "cookiecutter.json").read_text(encoding="utf-8"))
-
-
 def answers(**overrides):
     """The answers cookiecutter gives the hooks for --no-input with these overrides."""
     context = generate_context(str(REPO / "cookiecutter.json"), extra_context=overrides)
     return dict(prompt_for_config(context, no_input=True))
 
 
-def option_values(option):
-    """Every answer an option of the manifest can have."""
-    default = cookiecutter_json()[option]
-    return [True, False] if isinstance(default, bool) else list(default)
-
-
 def all_option_combinations():
     """Every combination of answers to the options the manifest depends on."""
-    options = sorted({option for option, _ in post_gen.MANIFEST})
-    values = itertools.product(*(option_values(option) for option in options))
-    return [dict(zip(options, combination, strict=True)) for combination in values]
+    return combinations(sorted({option for option, _ in post_gen.MANIFEST}))
 
 
-def combination_id(combination):
-    return ",".join(f"{option}={value}" for option, value in combination.items())
+def template_context(**overrides):
+    """cookiecutter.json as cookiecutter passes it to hooks (``_cookiecutter``)."""
+    return {k: v for k, v in cookiecutter_json().items() if not k.startswith("_")} | overrides
+
+
+def rendered_hook(hook, directory, answers, template):
+    """Render a hook as cookiecutter does, with these answers and cookiecutter.json, and
+    import it."""
+    context = {"cookiecutter": answers, "_cookiecutter": template}
+    source = (HOOKS / f"{hook}.py").read_text(encoding="utf-8")
+    rendered = StrictEnvironment(context=context).from_string(source).render(**context)
+    (directory / f"{hook}.py").write_text(rendered, encoding="utf-8")
+    return load_hook(hook, hooks_dir=directory)
 
 
 def error_lines(text):
@@ -113,14 +111,14 @@ def output_dir(tmp_path):
 
 @pytest.fixture
 def bake_cli(output_dir, user_config, capfd):
-    """Run `cookiecutter --no-input TEMPLATE key=value...` into output_dir."""
+    """Run `cookiecutter --no-input TEMPLATE key=value...` (or `--replay`) into output_dir."""
 
-    def bake(*key_values, options=(), template=REPO):
+    def bake(*key_values, options=(), template=REPO, replay=False):
         capfd.readouterr()
         result = CliRunner().invoke(
             cookiecutter_cli,
             [
-                "--no-input",
+                "--replay" if replay else "--no-input",
                 "--config-file",
                 str(user_config),
                 "--output-dir",
@@ -195,14 +193,25 @@ def test_project_slug_is_derived_from_the_project_name(project_name, slug):
     assert answers(project_name=project_name)["project_slug"] == slug
 
 
-def test_pre_gen_hook_knows_the_same_choices_and_booleans_as_cookiecutter_json():
+def test_pre_gen_hook_validates_every_question_and_knows_every_django_version():
     context = cookiecutter_json()
     prompts = [key for key in context if not key.startswith("_")]
     assert list(pre_gen.VALIDATORS) == prompts
-    choices = {key: tuple(value) for key, value in context.items() if isinstance(value, list)}
-    booleans = tuple(key for key, value in context.items() if isinstance(value, bool))
-    assert (choices, booleans) == (pre_gen.CHOICES, pre_gen.BOOLEANS)
     assert set(pre_gen.MIN_PYTHON_FOR_DJANGO) == set(context["django_version"])
+
+
+def test_unrendered_pre_gen_hook_reads_the_choices_from_cookiecutter_json():
+    context = cookiecutter_json()
+    lists = {key: tuple(value) for key, value in context.items() if isinstance(value, list)}
+    assert lists == pre_gen.CHOICES
+
+
+def test_rendered_pre_gen_hook_takes_the_choices_from_the_context_cookiecutter_renders(tmp_path):
+    template = template_context(postgresql_version=["16", "18"])
+    hook = rendered_hook("pre_gen_project", tmp_path, answers(), template)
+
+    assert hook.CHOICES["postgresql_version"] == ("16", "18")
+    assert hook.check_choice("postgresql_version", "17") == "choose one of 16, 18"
 
 
 # --- refused answers --------------------------------------------------------------------------
@@ -232,7 +241,9 @@ REFUSED = [
         "python_version",
         "3.11",
         HOOK,
-        "Django 6.1 needs Python 3.12 or newer",
+        # The alternatives come from the choices cookiecutter rendered into the hook.
+        "Django 6.1 needs Python 3.12 or newer; choose python_version 3.12 or 3.13, "
+        "or django_version 5.2",
     ),
     ({"django_version": "4.2"}, "django_version", "4.2", COOKIECUTTER, "choices are"),
     ({"python_version": "3.10"}, "python_version", "3.10", COOKIECUTTER, "choices are"),
@@ -374,6 +385,32 @@ def test_every_yes_no_spelling_works_on_the_command_line(bake_cli, output_dir, s
             assert (output_dir / "my_project" / path).exists() is meaning, path
 
 
+def test_replay_bakes_the_answers_given_before(bake_cli, output_dir):
+    bake_cli("use_pgbouncer=yes")
+    shutil.rmtree(output_dir / "my_project")
+
+    bake = bake_cli(replay=True)
+
+    assert bake.exit_code == 0, bake.output
+    for path in post_gen.MANIFEST[("use_pgbouncer", True)]:
+        assert (output_dir / "my_project" / path).exists(), path
+
+
+def test_replay_of_refused_answers_is_refused_again(bake_cli, output_dir):
+    # A replay renders the replayed answers where the choice lists were, so the refusal
+    # cannot suggest other versions.
+    bake_cli("django_version=6.1", "python_version=3.11")
+
+    bake = bake_cli(replay=True)
+
+    assert bake.exit_code != 0
+    assert error_lines(bake.output) == [
+        "ERROR: python_version '3.11' is not valid with django_version '6.1': "
+        "Django 6.1 needs Python 3.12 or newer"
+    ]
+    assert everything_under(output_dir) == []
+
+
 def test_bake_prints_next_steps_for_the_chosen_options_only(bake_cli):
     plain = bake_cli("ci=none").output
     assert "Next steps:" in plain
@@ -390,14 +427,14 @@ AWKWARD = 'He said """hi""" and \'bye\' \\ C:\\new\\ \\" \U0001f600 é'
 @pytest.mark.parametrize("hook", ["pre_gen_project", "post_gen_project"])
 def test_answers_with_quotes_and_backslashes_reach_the_hook_unchanged(hook, tmp_path):
     given = answers(description=AWKWARD, author_name=AWKWARD + "\\")
-    context = {"cookiecutter": given}
-    source = (HOOKS / f"{hook}.py").read_text(encoding="utf-8")
+    # Cookiecutter puts the answers given on the command line in _cookiecutter too.
+    template = template_context(description=AWKWARD, author_name=AWKWARD + "\\")
 
-    rendered = StrictEnvironment(context=context).from_string(source).render(**context)
-    (tmp_path / f"{hook}.py").write_text(rendered, encoding="utf-8")
-    module = load_hook(hook, hooks_dir=tmp_path)
+    module = rendered_hook(hook, tmp_path, given, template)
 
     assert module.load_answers(module.ANSWERS_JSON) == given
+    if hook == "pre_gen_project":
+        assert json.loads(module.TEMPLATE_JSON) == template
 
 
 def test_bake_accepts_free_text_with_quotes_and_backslashes(cookies):
@@ -560,7 +597,7 @@ def test_unrendered_hook_refuses_to_run(hook):
 
 def test_manifest_options_and_values_are_questions_and_answers_of_cookiecutter_json():
     for option, value in post_gen.MANIFEST:
-        assert value in option_values(option), (option, value)
+        assert value in CHOICES.get(option, ()), (option, value)
 
 
 def test_manifest_paths_are_relative_paths_inside_the_project():

@@ -15,9 +15,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests import harness
-from tests.bakery import AppServer, bake, project_env, project_python, run
-from tests.harness import APP_USER, HarnessError, PgBouncer
+from devtools.bakery import AppServer, bake, project_env, project_python, run
+from devtools.harness import APP_USER, HarnessError, PgBouncer
 
 ANSWERS = {"use_pgbouncer": True, "django_version": "6.1"}
 SMALL_POOL = 2
@@ -289,7 +288,8 @@ def test_userlist_with_a_secret_of_its_own_fails_the_server_login(
     # PgBouncer's login, because the salts differ.
     env = project.env(pg_primary, pg_primary, "app")
     text = project.run("manage.py", "pgbouncer_userlist", env=env).stdout
-    monkeypatch.setattr(harness, "START_TIMEOUT", 3.0)  # start() retries logins that long
+    # PgBouncer.start() retries a failing login for START_TIMEOUT seconds.
+    monkeypatch.setattr("devtools.harness.pgbouncer.START_TIMEOUT", 3.0)
     with (
         PgBouncer(pg_primary) as bouncer,
         pytest.raises(HarnessError, match="password authentication failed"),

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from tests.bakery import AppServer, bake, project_env, project_python, run
+from devtools.bakery import AppServer, bake, project_env, project_python, run
 
 DJANGO_VERSIONS = ["5.2", "6.1"]  # in this order: the newer one migrates last
 

@@ -1,6 +1,6 @@
 """Benchmark settings: the project's production settings plus the benchmark app.
 
-Copied into a baked project by bench/bench.py at run time; never part of the template.
+Copied into a baked project by bench/servers.py at run time; never part of the template.
 """
 
 import os

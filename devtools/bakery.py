@@ -22,33 +22,46 @@ from pathlib import Path
 
 from cookiecutter.main import cookiecutter
 
-from tests.harness import LOOPBACK, pick_port
+from devtools.harness import LOOPBACK, pick_port
 
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = Path(os.environ.get("BAKE_VENVS", ROOT / ".cache" / "venvs"))
 
-# The option prompts whose full cartesian product is baked and tested.
-OPTIONS = {
-    "django_version": ["5.2", "6.1"],
-    "use_pgbouncer": [False, True],
-    "use_read_replica": [False, True],
-    "ci": ["github", "none"],
+
+def cookiecutter_json():
+    """The template's cookiecutter.json, as written."""
+    return json.loads((ROOT / "cookiecutter.json").read_text(encoding="utf-8"))
+
+
+# Every answer each choice and yes/no prompt allows, in cookiecutter.json's order.
+CHOICES = {
+    name: [False, True] if isinstance(default, bool) else default
+    for name, default in cookiecutter_json().items()
+    if not name.startswith("_") and isinstance(default, bool | list)
 }
-COMBINATIONS = [
-    dict(zip(OPTIONS, values, strict=True)) for values in itertools.product(*OPTIONS.values())
-]
+# The option prompts whose full cartesian product is baked and tested.
+OPTIONS = ("django_version", "use_pgbouncer", "use_read_replica", "ci")
+
+
+def combinations(options=OPTIONS):
+    """Every combination of answers to ``options``, each a dict."""
+    values = itertools.product(*(CHOICES[option] for option in options))
+    return [dict(zip(options, combination, strict=True)) for combination in values]
+
+
+COMBINATIONS = combinations()
 
 
 def combination_id(answers):
-    """A readable test id, e.g. ``django5.2-pgbouncer-replica-ci_github``."""
-    return "-".join(
-        [
-            f"django{answers['django_version']}",
-            "pgbouncer" if answers["use_pgbouncer"] else "no_pgbouncer",
-            "replica" if answers["use_read_replica"] else "no_replica",
-            f"ci_{answers['ci']}",
-        ]
-    )
+    """A readable test id, e.g. ``django_version_5.2-pgbouncer-no_read_replica-ci_github``."""
+    parts = []
+    for name, value in answers.items():
+        if isinstance(value, bool):
+            option = name.removeprefix("use_")
+            parts.append(option if value else f"no_{option}")
+        else:
+            parts.append(f"{name}_{value}")
+    return "-".join(parts)
 
 
 def bake(answers, output_dir):
