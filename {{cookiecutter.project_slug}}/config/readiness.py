@@ -27,6 +27,18 @@ MAX_AGE = 1.0
 
 LIBPQ_KEYWORDS = frozenset(option.keyword.decode() for option in pq.Conninfo.get_defaults())
 
+# What apps ask of some aliases instead of SELECT 1: alias prefix -> (sql, report).
+_questions = {}
+
+
+def register(prefix, sql, report):
+    """Probe the aliases named ``prefix...`` with ``sql(alias)`` instead of ``SELECT 1``.
+
+    ``report(values)`` turns the first row (text values, or None) into entries to add
+    to those aliases' results.
+    """
+    _questions[prefix] = (sql, report)
+
 
 class Readiness:
     """The latest probe of every database, shared by the threads of this process."""
@@ -87,6 +99,10 @@ class Probe:
         self.started = time.perf_counter()
         self.result = None
         self.querying = False
+        self.sql, self.report = "SELECT 1", None
+        for prefix, (sql, report) in _questions.items():
+            if alias.startswith(prefix):
+                self.sql, self.report = sql(alias), report
         conninfo = make_conninfo("", **connection_params(alias))
         self.pgconn = pq.PGconn.connect_start(conninfo.encode())
         self.wants = selectors.EVENT_WRITE
@@ -110,7 +126,7 @@ class Probe:
             self.wants = selectors.EVENT_WRITE
         elif status == pq.PollingStatus.OK:
             self.pgconn.nonblocking = 1
-            self.pgconn.send_query(b"SELECT 1")
+            self.pgconn.send_query(self.sql.encode())
             self.pgconn.flush()
             self.querying = True
             self.wants = selectors.EVENT_READ
@@ -123,12 +139,15 @@ class Probe:
             return
         result = self.pgconn.get_result()
         if result is not None and result.status == pq.ExecStatus.TUPLES_OK:
-            self.succeed()
+            self.succeed(result)
         else:
             self.fail("OperationalError", self.pgconn.get_error_message())
 
-    def succeed(self):
+    def succeed(self, result):
         self.result = {"ok": True, "latency_ms": self.latency()}
+        if self.report is not None:
+            values = [result.get_value(0, column) for column in range(result.nfields)]
+            self.result |= self.report([v if v is None else v.decode() for v in values])
 
     def fail(self, error, detail):
         # The body names the error class only; the detail, which may name hosts, is logged.

@@ -23,14 +23,16 @@ from django.contrib.sessions.models import Session
 from django.core import signing
 from django.db import connections, router, transaction
 from django.db.backends.signals import connection_created
-from django.http import HttpResponse, JsonResponse
-from django.test import RequestFactory
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import path
 
+from config.readiness import readiness
 from config.replicas import checks, use_primary
 from config.replicas.databases import mirror_default
 from config.replicas.health import health
+from config.replicas.lag import ReplicaState, lag, parse_position
 from config.replicas.middleware import PIN_COOKIE, PIN_SALT, ReadYourWritesMiddleware
 from config.replicas.pinning import begin_unit_of_work, end_unit_of_work, mark_written, pinned
 from config.replicas.router import PrimaryReplicaRouter
@@ -43,10 +45,12 @@ routed = pytest.mark.django_db(transaction=True, databases=["default", "replica1
 def fresh_state():
     """Each test starts unpinned, as a request does, with every replica presumed up."""
     health.reset()
+    lag.reset()
     tokens = begin_unit_of_work()
     yield
     end_unit_of_work(tokens)
     health.reset()
+    lag.reset()
 
 
 def forget_writes():
@@ -108,6 +112,7 @@ def test_plain_reads_go_to_the_replica():
 
 @routed
 def test_a_read_really_runs_on_the_replica_connection(user):
+    list(LogEntry.objects.all())  # the first read also looks at the replica's lag
     with CaptureQueriesContext(connections["replica1"]) as replica_queries:
         assert list(LogEntry.objects.all()) == []
     assert len(replica_queries) == 1
@@ -357,15 +362,32 @@ def test_a_request_that_wrote_sets_the_pin_cookie(client, user):
 @routed
 @uses_views
 @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
-def test_an_unsafe_method_sets_the_pin_cookie_even_without_a_write(client, method):
+def test_an_unsafe_method_without_a_write_sets_no_pin_cookie(client, method):
     response = getattr(client, method)("/read/")
-    assert PIN_COOKIE in response.cookies
+    assert PIN_COOKIE not in response.cookies
 
 
 @routed
 @uses_views
-def test_an_unsafe_method_reads_from_the_primary(client):
-    assert client.post("/read/").json()["db"] == "default"
+def test_an_unsafe_method_reads_from_the_replica_until_it_writes(client):
+    assert client.post("/read/").json()["db"] == "replica1"
+
+
+@routed
+@uses_views
+def test_a_post_that_404s_sets_no_pin_cookie(client):
+    response = client.post("/nowhere/")
+    assert response.status_code == 404
+    assert PIN_COOKIE not in response.cookies
+
+
+@routed
+@uses_views
+def test_a_post_that_fails_csrf_sets_no_pin_cookie(user):
+    client = Client(enforce_csrf_checks=True)
+    response = client.post("/write/")
+    assert response.status_code == 403
+    assert PIN_COOKIE not in response.cookies
 
 
 @routed
@@ -393,7 +415,7 @@ def test_under_asgi_a_request_that_wrote_sets_the_pin_cookie(asgi_client, user):
 
 @routed
 @uses_views
-def test_under_asgi_a_pinned_client_reads_from_the_primary(asgi_client, user):
+def test_under_asgi_a_pinned_client_reads_from_the_primary(asgi_client, user, replica_behind):
     async def write_then_read():
         await asgi_client.get("/write/")
         return (await asgi_client.get("/read/")).json()["db"]
@@ -429,11 +451,51 @@ def test_the_pin_cookie_is_secure_when_the_session_cookie_is(client, user, setti
     assert cookie["secure"] is True
 
 
+@pytest.fixture
+def replica_behind():
+    """replica1 is streaming and within the lag limit, but short of every later write."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_insert_lsn()::text")
+        position = parse_position(cursor.fetchone()[0])
+    seen = time.monotonic() + 3600  # no fresh look during the test
+    lag.record("replica1", ReplicaState(True, True, position - 1, 0.5, seen))
+
+
 @routed
 @uses_views
-def test_a_client_with_a_pin_cookie_reads_from_the_primary(client, user):
+def test_a_client_with_a_pin_cookie_reads_from_the_primary_until_the_replica_replays_it(
+    client, user, replica_behind
+):
     client.get("/write/")
     assert read_db(client) == "default"
+
+
+@routed
+@uses_views
+def test_a_pinned_client_reads_from_the_replica_once_it_has_replayed_the_write(client, user):
+    client.get("/write/")
+    lag.reset()  # the next look sees the test database itself, which has every write
+    assert read_db(client) == "replica1"
+
+
+@routed
+@uses_views
+def test_other_clients_still_read_from_a_replica_behind_a_write(client, user, replica_behind):
+    client.get("/write/")
+    client.cookies.clear()
+    assert read_db(client) == "replica1"
+
+
+@routed
+@uses_views
+def test_the_pin_cookie_carries_the_primarys_wal_position(client, user):
+    cookie = client.get("/write/").cookies[PIN_COOKIE]
+    request = RequestFactory().get("/", HTTP_COOKIE=f"{PIN_COOKIE}={cookie.value}")
+    value = request.get_signed_cookie(PIN_COOKIE, salt=PIN_SALT)
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_insert_lsn()::text")
+        now = parse_position(cursor.fetchone()[0])
+    assert 0 < parse_position(value) <= now
 
 
 @routed
@@ -480,6 +542,7 @@ def test_the_pin_ends_with_the_request(client, user):
     assert not pinned()
 
 
+@routed
 def test_the_middleware_pins_in_async_mode_too():
     async def view(request):
         mark_written()
@@ -663,3 +726,153 @@ def test_a_frozen_replica_is_skipped_by_the_next_requests(replica_through_relay,
     started = time.monotonic()
     assert read_db(client) == "default"
     assert time.monotonic() - started < 0.5
+
+
+def test_a_short_pin_next_to_a_long_lag_limit_is_an_error():
+    assert [e.id for e in checks.pin_lifetime_errors(5.0, 10.0)] == ["replicas.E004"]
+
+
+def test_a_pin_outliving_the_lag_limit_passes():
+    assert checks.pin_lifetime_errors(30.0, 10.0) == []
+
+
+def test_no_pin_at_all_passes():
+    assert checks.pin_lifetime_errors(0.0, 10.0) == []
+
+
+# Lag -----------------------------------------------------------------------------------
+
+
+def state(**changes):
+    fields = {"in_recovery": True, "streaming": True, "position": 100, "lag": 0.0}
+    return ReplicaState(**{**fields, **changes, "seen": time.monotonic() + 3600})
+
+
+@pytest.mark.parametrize(
+    ("changes", "skipped"),
+    [
+        ({}, False),
+        ({"lag": 9.9}, False),
+        ({"lag": 10.1}, True),
+        ({"lag": None}, True),
+        ({"streaming": False}, True),
+        ({"in_recovery": False}, True),
+    ],
+    ids=["caught-up", "under-limit", "over-limit", "unknown-lag", "not-streaming", "promoted"],
+)
+@routed
+def test_which_replicas_every_client_skips(changes, skipped, settings):
+    settings.REPLICA_MAX_LAG_SECONDS = 10.0
+    lag.record("replica1", state(**changes))
+    entries = LogEntry.objects.all()
+    list(entries)
+    assert entries.db == ("default" if skipped else "replica1")
+
+
+@routed
+def test_a_skipped_replica_is_read_again_once_it_catches_up():
+    lag.record("replica1", state(lag=60.0))
+    skipped = LogEntry.objects.all()
+    list(skipped)
+    assert skipped.db == "default"
+    lag.record("replica1", state(lag=0.0))
+    entries = LogEntry.objects.all()
+    list(entries)
+    assert entries.db == "replica1"
+
+
+def counted_looks(monkeypatch):
+    """Record the alias of every look at a replica's state."""
+    looks = []
+    look = lag.look
+
+    def counting_look(alias, connection):
+        looks.append(alias)
+        look(alias, connection)
+
+    monkeypatch.setattr(lag, "look", counting_look)
+    return looks
+
+
+@routed
+def test_a_replica_is_looked_at_once_per_window(monkeypatch):
+    looks = counted_looks(monkeypatch)
+    for _ in range(20):
+        list(LogEntry.objects.all())
+    assert looks == ["replica1"]
+
+
+@routed
+def test_a_replica_is_looked_at_again_after_the_window(monkeypatch):
+    looks = counted_looks(monkeypatch)
+    monkeypatch.setattr("config.replicas.lag.WINDOW", 0.05)
+    list(LogEntry.objects.all())
+    time.sleep(0.1)
+    list(LogEntry.objects.all())
+    assert looks == ["replica1", "replica1"]
+
+
+def test_wal_positions_compare_as_numbers():
+    assert parse_position("16/B374D848") == (0x16 << 32) + 0xB374D848
+    assert parse_position("1/0") > parse_position("0/FFFFFFFF")
+
+
+# Streaming responses ------------------------------------------------------------------
+
+
+def write_then_stream(request):
+    LogEntry.objects.create(user=User.objects.get(username="reader"), action_flag=1)
+
+    def body():
+        entries = LogEntry.objects.all()
+        len(entries)
+        yield entries.db
+
+    return StreamingHttpResponse(body())
+
+
+async def async_write_then_stream(request):
+    await LogEntry.objects.acreate(user=await User.objects.aget(username="reader"), action_flag=1)
+
+    async def body():
+        entries = LogEntry.objects.all()
+        await entries.acount()
+        yield entries.db
+
+    return StreamingHttpResponse(body())
+
+
+urlpatterns += [
+    path("stream/", write_then_stream),
+    path("astream/", async_write_then_stream),
+]
+
+
+@routed
+@uses_views
+def test_a_streamed_body_reads_where_the_request_that_made_it_would(client, user):
+    response = client.get("/stream/")
+    assert b"".join(response.streaming_content) == b"default"
+
+
+@routed
+@uses_views
+def test_under_asgi_a_streamed_body_reads_where_its_request_would(asgi_client, user):
+    async def stream():
+        response = await asgi_client.get("/astream/")
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    assert asyncio.run(stream()) == b"default"
+
+
+# /readyz/ --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(databases=["default", "replica1"])
+def test_readyz_reports_each_replicas_lag_and_whether_it_is_skipped(client):
+    readiness.forget()
+    body = client.get("/readyz/").json()["databases"]["replica1"]
+    assert body["ok"] is True
+    assert body["lag_seconds"] == 0
+    assert body["streaming"] is True
+    assert body["skipped"] is False

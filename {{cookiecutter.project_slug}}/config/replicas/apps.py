@@ -8,4 +8,9 @@ class ReplicasConfig(AppConfig):
     label = "replicas"
 
     def ready(self):
+        from config import readiness
+        from config.aliases import REPLICA_PREFIX
         from config.replicas import checks  # noqa: F401  (registers the system checks)
+        from config.replicas.lag import probe_report, state_sql
+
+        readiness.register(REPLICA_PREFIX, state_sql, probe_report)

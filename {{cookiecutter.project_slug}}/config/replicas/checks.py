@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 
 from config.aliases import PRIMARIES
+from config.replicas.lag import WINDOW
 
 ROUTER = "config.replicas.router.PrimaryReplicaRouter"
 MIDDLEWARE = "config.replicas.middleware.ReadYourWritesMiddleware"
@@ -48,6 +49,28 @@ def wiring_errors(routers, middleware):
             )
         ]
     return []
+
+
+@register(TAG)
+def check_pin_lifetime(app_configs, **kwargs):
+    """Error when a pin cookie could expire before a lagging replica is skipped."""
+    return pin_lifetime_errors(settings.REPLICA_PIN_SECONDS, settings.REPLICA_MAX_LAG_SECONDS)
+
+
+def pin_lifetime_errors(pin_seconds, max_lag_seconds):
+    """Return an error when ``pin_seconds`` does not outlive the lag limit and one look."""
+    shortest = max_lag_seconds + WINDOW
+    if pin_seconds <= 0 or pin_seconds > shortest:
+        return []
+    return [
+        Error(
+            f"REPLICA_PIN_SECONDS ({pin_seconds:g}) must exceed REPLICA_MAX_LAG_SECONDS plus "
+            f"the {WINDOW:g}s between looks at a replica ({shortest:g}): a client whose pin "
+            "expired could read a replica that has not replayed its write yet.",
+            hint="Raise DATABASE_REPLICA_PIN_SECONDS or lower DATABASE_REPLICA_MAX_LAG_SECONDS.",
+            id="replicas.E004",
+        )
+    ]
 
 
 @register(TAG)

@@ -1,30 +1,45 @@
-"""Each request gets its own pin state; a client that wrote is pinned by a signed cookie."""
+"""Each request gets its own pin state; a client that wrote carries its WAL position."""
 
 import logging
 import math
 
-from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import (
+    async_to_sync,
+    iscoroutinefunction,
+    markcoroutinefunction,
+    sync_to_async,
+)
 from django.conf import settings
+from django.db import connections
 
-from config.replicas.pinning import begin_unit_of_work, end_unit_of_work, use_primary, wrote
+from config.aliases import DEFAULT
+from config.replicas.lag import POSITION_SQL, parse_position
+from config.replicas.pinning import (
+    begin_unit_of_work,
+    end_unit_of_work,
+    restored,
+    snapshot,
+    use_primary,
+    wrote,
+)
 from config.replicas.selection import ReplicaUnavailable
 
 logger = logging.getLogger(__name__)
 
 PIN_COOKIE = "primary_pin"
 PIN_SALT = "config.replicas.pin"
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 class ReadYourWritesMiddleware:
-    """Give each request its own pin state and pin clients that just wrote.
+    """Give each request its own pin state, and clients that wrote their own writes.
 
-    A request is pinned from the start when it carries a valid pin cookie or uses an
-    unsafe method (its form validation then sees the rows it is about to collide with).
-    A response to a request that wrote or used an unsafe method sets the cookie: signed,
-    so a client cannot pin itself at will, and valid for ``REPLICA_PIN_SECONDS``, which
-    should exceed the replicas' usual lag. Place it before ``SessionMiddleware`` so that
-    writes made while saving the session are inside its scope.
+    A response to a request that wrote sets a cookie holding the primary's WAL position
+    after the write: signed, so a client can neither forge a pin nor stretch one, and
+    valid for ``REPLICA_PIN_SECONDS`` at most. The client's later reads go to a replica
+    that has replayed that position, and to the primary until one has. A request that
+    wrote nothing (whatever its method, a 404, a CSRF failure) sets no cookie. Place it
+    before ``SessionMiddleware``, so that writes saving the session are inside its scope.
     """
 
     sync_capable = True
@@ -39,33 +54,70 @@ class ReadYourWritesMiddleware:
     def __call__(self, request):
         if self.is_async:
             return self.__acall__(request)
-        tokens = begin_unit_of_work(pinned=self.starts_pinned(request))
+        tokens = begin_unit_of_work(position=self.position(request))
         try:
             response = self.get_response(request)
-            self.process_response(request, response)
+            if wrote():
+                self.pin(response, self.primary_position())
+            self.keep_state(response)
         finally:
             end_unit_of_work(tokens)
         return response
 
     async def __acall__(self, request):
-        tokens = begin_unit_of_work(pinned=self.starts_pinned(request))
+        tokens = begin_unit_of_work(position=self.position(request))
         try:
             response = await self.get_response(request)
-            self.process_response(request, response)
+            if wrote():
+                self.pin(response, await sync_to_async(self.primary_position)())
+            self.keep_state(response)
         finally:
             end_unit_of_work(tokens)
         return response
 
-    def starts_pinned(self, request):
-        """Return True when the request's reads must go to the primary from the start."""
-        if request.method in UNSAFE_METHODS:
-            return True
+    def position(self, request):
+        """Return the WAL position the request's pin cookie asks for, or None."""
         if PIN_COOKIE not in request.COOKIES:  # most requests: no signature to check
-            return False
+            return None
         seconds = settings.REPLICA_PIN_SECONDS
-        value = request.get_signed_cookie(PIN_COOKIE, None, salt=PIN_SALT, max_age=seconds)
         # The signature's own timestamp bounds the pin: a client cannot extend it.
-        return value is not None
+        value = request.get_signed_cookie(PIN_COOKIE, None, salt=PIN_SALT, max_age=seconds)
+        try:
+            return parse_position(value)
+        except ValueError:
+            return None
+
+    def primary_position(self):
+        """Return the primary's WAL position now, after the request's writes committed."""
+        with connections[DEFAULT].cursor() as cursor:
+            cursor.execute(POSITION_SQL)
+            return parse_position(cursor.fetchone()[0])
+
+    def pin(self, response, position):
+        """Set the pin cookie to ``position``."""
+        seconds = settings.REPLICA_PIN_SECONDS
+        if seconds <= 0:
+            return
+        response.set_signed_cookie(
+            PIN_COOKIE,
+            f"{position >> 32:X}/{position & 0xFFFFFFFF:X}",
+            salt=PIN_SALT,
+            max_age=math.ceil(seconds),
+            domain=settings.SESSION_COOKIE_DOMAIN,
+            secure=settings.SESSION_COOKIE_SECURE,
+            httponly=True,
+            samesite="Lax",
+        )
+
+    def keep_state(self, response):
+        """Produce a streamed body with the pin state of the request that made it."""
+        if not response.streaming:
+            return
+        state = snapshot()
+        if response.is_async:
+            response.streaming_content = _async_with_state(response.streaming_content, state)
+        else:
+            response.streaming_content = _with_state(response.streaming_content, state)
 
     def process_exception(self, request, exception):
         """Serve a read-only request again from the primary when its replica broke mid-way.
@@ -75,7 +127,7 @@ class ReadYourWritesMiddleware:
         match = request.resolver_match
         if (
             not isinstance(exception, ReplicaUnavailable)
-            or request.method in UNSAFE_METHODS
+            or request.method not in SAFE_METHODS
             or wrote()
             or match is None
         ):
@@ -92,18 +144,27 @@ class ReadYourWritesMiddleware:
                 response = response.render()
         return response
 
-    def process_response(self, request, response):
-        """Set the pin cookie when the request wrote or used an unsafe method."""
-        seconds = settings.REPLICA_PIN_SECONDS
-        if seconds <= 0 or not (wrote() or request.method in UNSAFE_METHODS):
+
+# The body is produced after the middleware has returned, by the server. Each chunk is
+# made under the request's pin state, which is put back before the chunk is handed on.
+def _with_state(iterable, state):
+    iterator = iter(iterable)
+    while True:
+        with restored(state):
+            chunk = next(iterator, _DONE)
+        if chunk is _DONE:
             return
-        response.set_signed_cookie(
-            PIN_COOKIE,
-            "1",
-            salt=PIN_SALT,
-            max_age=math.ceil(seconds),
-            domain=settings.SESSION_COOKIE_DOMAIN,
-            secure=settings.SESSION_COOKIE_SECURE,
-            httponly=True,
-            samesite="Lax",
-        )
+        yield chunk
+
+
+async def _async_with_state(iterable, state):
+    iterator = aiter(iterable)
+    while True:
+        with restored(state):
+            chunk = await anext(iterator, _DONE)
+        if chunk is _DONE:
+            return
+        yield chunk
+
+
+_DONE = object()

@@ -1,22 +1,27 @@
-"""Pin state: whether the current thread or asyncio task must read from the primary.
+"""Pin state: where the current thread or asyncio task may read from.
 
 The state lives in :mod:`contextvars`, so it belongs to one thread or one asyncio task
-and is never shared with another. A context is *pinned* while ``use_primary()`` is
-active, for the rest of a unit of work that wrote, and for requests that
-:class:`~config.replicas.middleware.ReadYourWritesMiddleware` starts pinned.
+and is never shared with another. A context is *pinned* to the primary while
+``use_primary()`` is active and for the rest of a unit of work that wrote. A request
+from a client that wrote recently carries the primary's WAL position after that write
+(see :mod:`~config.replicas.middleware`): its reads may go to a replica only once the
+replica has replayed that far.
 """
 
+import contextlib
 import functools
 from contextvars import ContextVar
 
 from asgiref.sync import iscoroutinefunction
 
-# True while reads must go to the primary: use_primary(), an unsafe method, a pin cookie.
-# Set with a token and reset with it, so nested scopes restore the outer value.
+# True while reads must go to the primary: use_primary(). Set with a token and reset
+# with it, so nested scopes restore the outer value.
 _reads_pinned = ContextVar("reads_pinned", default=False)
 # True once the context wrote to the primary. Kept apart from _reads_pinned so that leaving
 # a use_primary() block cannot unpin a context that wrote inside it.
 _wrote = ContextVar("wrote", default=False)
+# The WAL position a replica must have replayed to serve this context, or None.
+_position = ContextVar("position", default=None)
 
 
 def pinned():
@@ -27,6 +32,11 @@ def pinned():
 def wrote():
     """Return True when the current context has written to the primary."""
     return _wrote.get()
+
+
+def required_position():
+    """Return the WAL position a replica must have replayed to serve this context."""
+    return _position.get()
 
 
 def mark_written():
@@ -45,20 +55,38 @@ def unpin_reads(token):
     _reads_pinned.reset(token)
 
 
-def begin_unit_of_work(*, pinned=False):
+def begin_unit_of_work(*, position=None):
     """Start a fresh pin state (a request, a task); return the token for end_unit_of_work.
 
-    Threads are reused from one request to the next and a context outlives the request
-    it served, so every unit of work must start unpinned and restore what it found.
+    ``position`` is the WAL position the unit of work must see (``None``: any replica
+    that is not lagging will do). Threads are reused from one request to the next and a
+    context outlives the request it served, so every unit of work must start unpinned
+    and restore what it found.
     """
-    return _reads_pinned.set(pinned), _wrote.set(False)
+    return _reads_pinned.set(False), _wrote.set(False), _position.set(position)
 
 
 def end_unit_of_work(tokens):
     """Restore the pin state saved by :func:`begin_unit_of_work`."""
-    pinned_token, wrote_token = tokens
+    pinned_token, wrote_token, position_token = tokens
+    _position.reset(position_token)
     _wrote.reset(wrote_token)
     _reads_pinned.reset(pinned_token)
+
+
+def snapshot():
+    """Return the current pin state, for :func:`restored`."""
+    return _reads_pinned.get(), _wrote.get(), _position.get()
+
+
+@contextlib.contextmanager
+def restored(state):
+    """Run the block with the pin state ``state``, then put back the current one."""
+    tokens = _reads_pinned.set(state[0]), _wrote.set(state[1]), _position.set(state[2])
+    try:
+        yield
+    finally:
+        end_unit_of_work(tokens)
 
 
 def use_primary(func=None):

@@ -9,9 +9,9 @@
    ``update_or_create()`` count as writes: Django routes them with ``db_for_write()``.
 3. Reads of the models that keep users logged in (see ``PRIMARY_APPS``) always go to
    the primary, so replication lag can never make a fresh session look invalid.
-4. Reads in a pinned context (``use_primary()``, a pin cookie, an unsafe method, an
-   earlier write) go to the primary.
-5. Other reads go to a replica that answers, or to the primary when none does.
+4. Reads in a pinned context (``use_primary()``, an earlier write) go to the primary.
+5. Other reads go to a replica that answers, is not lagging and has replayed the WAL
+   position the client's pin cookie asks for; to the primary when none is fit.
 
 See docs/read-replicas.md for the guarantees and the settings.
 """
@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connections
 
 from config.aliases import DEFAULT, PRIMARIES, REPLICA_PREFIX
-from config.replicas.pinning import mark_written, pinned
+from config.replicas.pinning import mark_written, pinned, required_position
 from config.replicas.selection import choose_replica
 
 # Apps whose every read goes to the primary. A replica a few seconds behind would not
@@ -53,7 +53,7 @@ class PrimaryReplicaRouter:
             return in_transaction
         if not self.replicas or pinned() or self.reads_from_primary(model):
             return DEFAULT
-        return choose_replica(self.replicas) or DEFAULT
+        return choose_replica(self.replicas, required_position()) or DEFAULT
 
     def db_for_write(self, model, **hints):
         """Return the primary, and pin the current context to it for the reads that follow.

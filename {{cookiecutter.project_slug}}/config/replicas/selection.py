@@ -5,10 +5,14 @@ import random
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
 from config.replicas.health import health
+from config.replicas.lag import lag
 
 
-def choose_replica(aliases):
-    """Return a reachable replica alias among ``aliases``, or None when none answers.
+def choose_replica(aliases, position=None):
+    """Return a replica alias among ``aliases`` fit to serve a read, or None.
+
+    A replica is fit when it answers, is not lagging (see :mod:`~config.replicas.lag`)
+    and, for a reader that must see WAL ``position``, has replayed that far.
 
     A replica this thread is already connected to is reused, so one request reads from
     one replica (one snapshot source, one connection). Otherwise a replica is picked at
@@ -22,15 +26,19 @@ def choose_replica(aliases):
         connection = connections[alias]
         if connection.connection is None:
             fresh.append((alias, connection))
-        elif health.available(alias) and _usable(alias, connection):
+        elif _fit(alias, connection, position):
             return alias
     if len(fresh) > 1:
         start = random.randrange(len(fresh))  # noqa: S311 (load spreading, not security)
         fresh = fresh[start:] + fresh[:start]
     for alias, connection in fresh:
-        if health.available(alias) and _usable(alias, connection):
+        if _fit(alias, connection, position):
             return alias
     return None
+
+
+def _fit(alias, connection, position):
+    return health.available(alias) and _usable(alias, connection) and lag.serves(alias, position)
 
 
 def _usable(alias, connection):
@@ -48,6 +56,8 @@ def _usable(alias, connection):
             else:
                 connection.close()
         connection.ensure_connection()
+        if lag.due(alias):
+            lag.look(alias, connection)
     except DatabaseError as error:
         _discard(connection)
         health.mark_down(alias, error)

@@ -8,6 +8,9 @@ through ``config.env``; the database comes from ``config.database``.
 from pathlib import Path
 
 from config import database, env
+{% if cookiecutter.use_read_replica %}
+from config.replicas.settings import *  # noqa: F403  (DATABASE_ROUTERS, REPLICA_*)
+{% endif %}
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -66,11 +69,6 @@ TEMPLATES = [
 # Local development and tests default to a database on the local Unix socket.
 DATABASES = database.databases(default_url="postgres:///{{ cookiecutter.project_slug }}")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-{% if cookiecutter.use_read_replica %}
-DATABASE_ROUTERS = ["config.replicas.router.PrimaryReplicaRouter"]
-REPLICA_PIN_SECONDS = env.seconds("DATABASE_REPLICA_PIN_SECONDS", 5.0)
-REPLICA_COOLDOWN_SECONDS = env.seconds("DATABASE_REPLICA_COOLDOWN_SECONDS", 10.0)
-{% endif %}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
