@@ -28,10 +28,12 @@ ROOT_URLCONF = "e2e_urls"
 """
 
 E2E_URLS = """\
+import json
+
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
 from django.db import connections
-from django.http import JsonResponse
+from django.http import JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
@@ -41,6 +43,24 @@ def in_recovery(alias):
     with connections[alias].cursor() as cursor:
         cursor.execute("SELECT pg_is_in_recovery()")
         return cursor.fetchone()[0]
+
+
+@csrf_exempt
+def search(request):
+    entries = LogEntry.objects.filter(object_repr=request.POST.get("text", ""))
+    return JsonResponse({"found": entries.exists(), "alias": entries.db})
+
+
+@csrf_exempt
+def stream(request):
+    user = User.objects.get(username="e2e")
+    LogEntry.objects.create(user=user, action_flag=1, object_repr=request.GET["text"])
+
+    def body():
+        entries = LogEntry.objects.filter(object_repr=request.GET["text"])
+        yield json.dumps({"found": entries.exists(), "alias": entries.db})
+
+    return StreamingHttpResponse(body(), content_type="application/json")
 
 
 @csrf_exempt
@@ -56,7 +76,7 @@ def notes(request):
     )
 
 
-urlpatterns = [path("notes/", notes)]
+urlpatterns = [path("notes/", notes), path("search/", search), path("stream/", stream)]
 """
 
 
@@ -128,7 +148,27 @@ def serving(project, **env):
 
 @pytest.fixture(scope="module")
 def server(project):
-    with serving(project, DATABASE_REPLICA_COOLDOWN_SECONDS="1") as base:
+    # These tests pause replay for as long as they run; the lag limit has its own server.
+    lag_limit_off = {
+        "DATABASE_REPLICA_MAX_LAG_SECONDS": "3600",
+        "DATABASE_REPLICA_PIN_SECONDS": "3700",
+    }
+    with serving(project, DATABASE_REPLICA_COOLDOWN_SECONDS="1", **lag_limit_off) as base:
+        yield base
+
+
+LAG_LIMIT = 1.0  # seconds
+PIN = 3.0  # seconds: the shortest a pin may be next to that limit (replicas.E004)
+
+
+@pytest.fixture(scope="module")
+def strict_server(project):
+    """Serve with a 1 s lag limit and 3 s pins, to see both run out within a test."""
+    limits = {
+        "DATABASE_REPLICA_MAX_LAG_SECONDS": str(LAG_LIMIT),
+        "DATABASE_REPLICA_PIN_SECONDS": str(PIN),
+    }
+    with serving(project, DATABASE_REPLICA_COOLDOWN_SECONDS="1", **limits) as base:
         yield base
 
 
@@ -143,6 +183,11 @@ class Client:
     def get(self, path):
         with self.opener.open(self.base + path, timeout=30) as response:
             return json.loads(response.read())
+
+    def pin(self):
+        """Return this client's pin cookie, or None once it expired."""
+        pins = [c.value for c in self.cookies if c.name == "primary_pin" and not c.is_expired()]
+        return pins[0] if pins else None
 
     def post(self, path, **data):
         body = urllib.parse.urlencode(data).encode()
@@ -295,6 +340,91 @@ def test_a_forged_pin_cookie_pins_nothing(server):
     body = forger.get("/notes/")
     assert text not in body["notes"]
     assert body["alias"] == "replica1"
+
+
+def wait_until(condition, timeout, interval=0.05):
+    """Poll ``condition`` until it holds; return the seconds it took."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"not within {timeout} s"
+        time.sleep(interval)
+    return time.monotonic() - started
+
+
+@pytest.mark.usefixtures("replay_paused")
+def test_a_writer_sees_its_write_at_any_lag_even_after_its_pin_expired(strict_server):
+    writer = Client(strict_server)
+    text = unique("own write")
+    writer.post("/notes/", text=text)
+    time.sleep(PIN + 1)  # the cookie is gone; the replica is still short of the write
+    assert writer.pin() is None
+    body = writer.get("/notes/")
+    assert text in body["notes"]
+    assert body["alias"] == "default"
+
+
+@pytest.mark.usefixtures("replay_paused")
+def test_other_clients_skip_a_replica_past_the_lag_limit(strict_server):
+    Client(strict_server).post("/notes/", text=unique("lagging"))
+    time.sleep(LAG_LIMIT + 1.5)  # past the limit, and past the last look at the replica
+    assert Client(strict_server).get("/notes/")["alias"] == "default"
+
+
+def test_other_clients_read_a_replica_again_once_it_catches_up(strict_server, project):
+    project.replica.pause_replay()
+    try:
+        Client(strict_server).post("/notes/", text=unique("catching up"))
+        time.sleep(LAG_LIMIT + 1.5)
+        assert Client(strict_server).get("/notes/")["alias"] == "default"
+    finally:
+        project.replica.resume_replay()
+    took = wait_until(lambda: Client(strict_server).get("/notes/")["alias"] == "replica1", 10)
+    print(f"\nother clients back on the replica {took:.2f} s after replay resumed")
+
+
+def test_a_writer_returns_to_the_replica_soon_after_replay_resumes(server, project):
+    writer = Client(server)
+    project.replica.pause_replay()
+    try:
+        writer.post("/notes/", text=unique("returning"))
+        assert writer.get("/notes/")["alias"] == "default"
+    finally:
+        project.replica.resume_replay()
+    took = wait_until(lambda: writer.get("/notes/")["alias"] == "replica1", 5)
+    print(f"\nwriter back on the replica {took:.2f} s after replay resumed")
+    assert writer.pin() is not None  # back before the cookie expired: the position did it
+
+
+@pytest.mark.usefixtures("replay_paused")
+def test_readyz_reports_a_replica_past_the_lag_limit_as_skipped(strict_server):
+    Client(strict_server).post("/notes/", text=unique("probe"))
+    time.sleep(LAG_LIMIT + 1.5)
+    replica = Client(strict_server).get("/readyz/")["databases"]["replica1"]
+    assert replica["ok"] is True
+    assert replica["skipped"] is True
+    assert replica["lag_seconds"] > LAG_LIMIT
+
+
+def test_readyz_reports_a_caught_up_replica_as_used(strict_server):
+    def used():
+        replica = Client(strict_server).get("/readyz/")["databases"]["replica1"]
+        return (replica["streaming"], replica["skipped"]) == (True, False)
+
+    wait_until(used, 3)  # the probe's answer of a second ago may still be served
+
+
+@pytest.mark.usefixtures("replay_paused")
+def test_a_read_only_post_reads_from_the_replica_and_pins_nothing(server):
+    client = Client(server)
+    assert client.post("/search/", text="anything")["alias"] == "replica1"
+    assert client.pin() is None
+
+
+@pytest.mark.usefixtures("replay_paused")
+def test_a_streamed_body_reads_its_requests_own_write(server):
+    text = unique("streamed")
+    body = Client(server).get(f"/stream/?text={urllib.parse.quote(text)}")
+    assert body == {"found": True, "alias": "default"}
 
 
 # --------------------------------------------------------------------------- failover
