@@ -106,3 +106,29 @@ def test_a_connection_inside_a_transaction_gets_the_query_check(through):
     assert through.is_usable() is True
     through.rollback()
     through.set_autocommit(True)
+
+
+# Reads repeated on a new connection ---------------------------------------------------
+
+
+def test_a_read_whose_session_was_ended_runs_again_on_a_new_connection(through):
+    terminate(through)
+    with through.cursor() as cursor:  # no health check on the way: the read finds it dead
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+
+
+def test_anything_but_a_read_is_not_repeated(through):
+    terminate(through)
+    with pytest.raises(OperationalError), through.cursor() as cursor:
+        cursor.execute("DO $$ BEGIN END $$")
+
+
+def test_a_read_inside_a_transaction_is_not_repeated(through):
+    through.set_autocommit(False)
+    with through.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    terminate(through)
+    with pytest.raises(OperationalError), through.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    through.close()

@@ -11,6 +11,11 @@ Each entry of ``DATABASES`` gives:
     How ``CONN_HEALTH_CHECKS`` tests a reused connection: ``"socket"`` (the default) looks
     at the socket without a round trip; ``"query"`` is Django's own ``SELECT 1``.
 
+A ``SELECT`` outside a transaction that finds its connection ended by the server (a
+restart, ``pg_terminate_backend``, a pooler restart, between the health check and the
+query) runs once more on a new connection: a read is safe to repeat. Nothing else is
+repeated, and nothing that timed out.
+
 Connecting is bounded by libpq's ``connect_timeout``, and a ``SELECT 1`` health check by
 the same number of seconds: a server that cannot answer that fast is as good as down.
 """
@@ -20,6 +25,7 @@ import select
 
 from django.db import DatabaseError, OperationalError
 from django.db.backends.postgresql import base
+from psycopg import ServerCursor
 from psycopg.pq import TransactionStatus
 
 from config.postgresql.deadlines import watchdog
@@ -31,12 +37,33 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self.query_timeout = self.settings_dict.get("QUERY_TIMEOUT") or None
         self.health_check = self.settings_dict.get("HEALTH_CHECK", "socket")
         self.health_check_timeout = self.settings_dict["OPTIONS"].get("connect_timeout")
-        if self.query_timeout:
-            self.execute_wrappers.append(self._bounded_execute)
+        self.execute_wrappers.append(self._execute)
 
-    def _bounded_execute(self, execute, sql, params, many, context):
+    def _execute(self, execute, sql, params, many, context):
+        try:
+            with self.bounded(self.query_timeout):
+                return execute(sql, params, many, context)
+        except DatabaseError as error:
+            if not self.may_repeat(sql, many, context, error):
+                raise
+        self.close()
+        self.ensure_connection()
+        context["cursor"].cursor = self.create_cursor()
         with self.bounded(self.query_timeout):
             return execute(sql, params, many, context)
+
+    def may_repeat(self, sql, many, context, error):
+        """Return True when a failed query is a read whose session the server ended."""
+        return (
+            not isinstance(error, QueryTimeout)
+            and self.connection is not None
+            and self.connection.broken
+            and self.get_autocommit()
+            and not self.in_atomic_block
+            and not many
+            and not isinstance(context["cursor"].cursor, ServerCursor)
+            and sql.lstrip()[:6].upper() == "SELECT"
+        )
 
     def is_usable(self):
         if self.connection is None or self.connection.broken:
@@ -63,7 +90,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
     @contextlib.contextmanager
     def bounded(self, seconds):
         """Bound the server waits inside the block to ``seconds`` on the open connection."""
-        if self.connection.broken:  # it has no socket left; whatever runs fails at once
+        if not seconds or self.connection.broken:  # a broken one fails at once anyway
             yield
             return
         with watchdog.bound(self.connection.pgconn.socket, seconds) as wait:
@@ -72,7 +99,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
             except DatabaseError:
                 if not wait.expired:
                     raise
-                raise OperationalError(
+                raise QueryTimeout(
                     f"Database {self.alias!r} did not answer within {seconds:g}s; "
                     "its connection was closed."
                 ) from None
+
+
+class QueryTimeout(OperationalError):
+    """A server did not answer on an open connection within its bound."""
