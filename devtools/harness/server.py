@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
@@ -16,6 +17,23 @@ from devtools.harness.ports import LOOPBACK, pick_port
 
 PORT_ATTEMPTS = 5
 LOG_TAIL_LINES = 40
+
+
+def process_tree(pid: int | None) -> list[int]:
+    """``pid`` and all its descendants, read from /proc (empty for None)."""
+    if pid is None:
+        return []
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending.extend(children.get(current, []))
+    return tree
 
 
 def with_log_tail(message: str, log_path: Path) -> str:
@@ -67,6 +85,24 @@ class Server:
     def start(self) -> None:
         """Start the server on its current port (subclasses implement this)."""
         raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        """The server's main process id (subclasses implement this)."""
+        raise NotImplementedError
+
+    def freeze(self) -> None:
+        """Stop every process of the server (SIGSTOP), as a hung host or a partition looks.
+
+        The kernel keeps accepting connections and acknowledging packets; nothing answers.
+        """
+        for pid in process_tree(self.pid):
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen server run again (SIGCONT)."""
+        for pid in process_tree(self.pid):
+            os.kill(pid, signal.SIGCONT)
 
     def close(self) -> None:
         """Stop the server for good and delete its directory. Safe to call twice."""

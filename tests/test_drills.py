@@ -1,0 +1,411 @@
+"""Fault drills: a baked project under a bounded load while a real server fails.
+
+Each drill serves a baked project with gunicorn (production settings; TLS off, since the
+harness servers are on loopback without certificates), loads it from a second process
+(``devtools/load.py``), breaks one of the harness's real servers mid-load, and counts:
+requests sent, failed, slowest, and how soon it recovered. The counts are printed (run
+with ``-s`` to see them); the assertions are the contract's.
+"""
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+from psycopg import sql
+
+from devtools.bakery import ROOT, AppServer, bake, project_env, project_python, run
+from devtools.harness import APP_USER
+
+SECRET_KEY = "drill-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGH"
+DRILL_SETTINGS = """\
+from config.settings.production import *  # noqa: F403
+
+ROOT_URLCONF = "drill_urls"
+"""
+DRILL_URLS = """\
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.http import JsonResponse
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+
+def read(request):
+    entries = LogEntry.objects.filter(pk=1)
+    list(entries)
+    return JsonResponse({"alias": entries.db})
+
+
+@csrf_exempt
+def write(request):
+    user = get_user_model().objects.get(username="drill")
+    entry = LogEntry.objects.create(user=user, action_flag=1, object_repr=request.POST["token"])
+    return JsonResponse({"alias": entry._state.db}, status=201)
+
+
+urlpatterns = [path("read/", read), path("write/", write)]
+"""
+DATABASE = "drills"
+WORKERS = 3
+
+
+# --------------------------------------------------------------------------- projects
+
+
+class Project:
+    """A baked project set up for drills against its own database."""
+
+    def __init__(self, answers, path, env):
+        self.answers = answers
+        self.path = path
+        self.python = project_python(path, answers.get("django_version", "5.2"))
+        self.env = env
+
+    def manage(self, *args):
+        return run([self.python, "manage.py", *args], cwd=self.path, env=self.env, timeout=120)
+
+    @contextlib.contextmanager
+    def serving(self, **env):
+        """Serve with gunicorn; yield the server (``.base`` is its URL)."""
+        options = (f"--workers={WORKERS}", "--timeout=30")
+        environment = {**self.env, **env}
+        with AppServer(self.python, self.path, environment, options=options) as server:
+            yield server
+
+
+def create_database(primary):
+    name, owner = sql.Identifier(DATABASE), sql.Identifier(APP_USER)
+    primary.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+    primary.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(name, owner))
+
+
+def with_name(url, application_name):
+    return f"{url}?application_name={application_name}"
+
+
+def make_project(answers, tmp_path_factory, **env):
+    path = bake(answers, tmp_path_factory.mktemp("drill"))
+    (path / "drill_settings.py").write_text(DRILL_SETTINGS)
+    (path / "drill_urls.py").write_text(DRILL_URLS)
+    environment = project_env(
+        DJANGO_SETTINGS_MODULE="drill_settings",
+        DJANGO_SECRET_KEY=SECRET_KEY,
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        DJANGO_SECURE_SSL_REDIRECT="false",
+        DATABASE_SSLMODE="disable",
+        PYTHONPATH=str(path),
+        **env,
+    )
+    project = Project(answers, path, environment)
+    project.manage("migrate", "--no-input")
+    project.manage(
+        "shell", "-c", "from django.contrib.auth import get_user_model; "
+        "get_user_model().objects.get_or_create(username='drill')",
+    )  # fmt: skip
+    return project
+
+
+@pytest.fixture(scope="module")
+def database(pg_primary):
+    create_database(pg_primary)
+    return DATABASE
+
+
+@pytest.fixture(scope="module")
+def default_project(tmp_path_factory, pg_primary, database):
+    """The template's defaults: no option picked."""
+    url = with_name(pg_primary.url(dbname=database), "drill")
+    return make_project({}, tmp_path_factory, DATABASE_URL=url)
+
+
+@pytest.fixture(scope="module")
+def replica_project(tmp_path_factory, pg_primary, pg_replica, database):
+    """``use_read_replica``, reading from the harness's streaming replica."""
+    project = make_project(
+        {"use_read_replica": True},
+        tmp_path_factory,
+        DATABASE_URL=with_name(pg_primary.url(dbname=database), "drill"),
+        DATABASE_REPLICA_URLS=with_name(pg_replica.url(dbname=database), "drill"),
+        DATABASE_REPLICA_COOLDOWN_SECONDS="2",
+    )
+    pg_replica.wait_for_replay(pg_primary)
+    return project
+
+
+@pytest.fixture(scope="module")
+def pooled_project(tmp_path_factory, pg_primary, pgbouncer, database):
+    """``use_pgbouncer``: the application through the harness's PgBouncer."""
+    return make_project(
+        {"use_pgbouncer": True},
+        tmp_path_factory,
+        DATABASE_URL=with_name(pgbouncer.url(database), "drill"),
+        DATABASE_DIRECT_URL=with_name(pg_primary.url(dbname=database), "drill_direct"),
+    )
+
+
+# --------------------------------------------------------------------------- load
+
+
+class Load:
+    """``devtools.load`` running in a process of its own against ``server``."""
+
+    def __init__(self, server, path, *, seconds, write=False, clients=4):
+        self.out = server.log_path.with_suffix(".load.json")
+        command = [sys.executable, "-m", "devtools.load", server.base, path]
+        command += ["--clients", str(clients), "--seconds", str(seconds), "--out", self.out]
+        command += ["--write"] if write else []
+        self.process = subprocess.Popen([str(part) for part in command], cwd=ROOT)
+        self.started = time.time()
+
+    def records(self):
+        assert self.process.wait(timeout=120) == 0
+        return json.loads(self.out.read_text())
+
+
+def failed(records):
+    return [record for record in records if not (record["status"] or 0) < 300]
+
+
+def in_flight(records, instant):
+    return [record for record in records if record["start"] <= instant <= record["end"]]
+
+
+def report(name, records=(), **extra):
+    counts = {}
+    if records:
+        slowest = max(record["end"] - record["start"] for record in records)
+        counts = {"sent": len(records), "failed": len(failed(records)), "slowest_s": slowest}
+    print(f"\n[drill] {name}: " + json.dumps({**counts, **extra}, default=str))
+
+
+def after(instant, records):
+    return [record for record in records if record["start"] >= instant]
+
+
+def first_success_after(instant, records):
+    return min(r["end"] for r in after(instant, records) if not failed([r])) - instant
+
+
+def get_status(url, **headers):
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+# --------------------------------------------------------------------------- replicas
+
+
+def test_drill_replica_killed_mid_load_fails_no_request_and_reads_return(
+    replica_project, pg_replica
+):
+    with replica_project.serving() as server:
+        load = Load(server, "/read/", seconds=12)
+        time.sleep(3)
+        killed = time.time()
+        pg_replica.stop(mode="immediate")
+        time.sleep(4)
+        restarted = time.time()
+        pg_replica.start()
+        records = load.records()
+    back = [r for r in after(restarted, records) if r.get("alias") == "replica1"]
+    report(
+        "replica killed",
+        records,
+        in_flight_at_kill=len(in_flight(records, killed)),
+        back_on_replica_after_s=back[0]["start"] - restarted if back else None,
+    )
+    assert failed(records) == []
+    assert back, "reads never returned to the restarted replica"
+    assert back[0]["start"] - restarted < 2 + 3  # the cool-down, plus a look
+
+
+def test_drill_replica_frozen_mid_load_fails_no_request_within_the_bound(
+    replica_project, pg_replica
+):
+    with replica_project.serving() as server:
+        load = Load(server, "/read/", seconds=10)
+        time.sleep(3)
+        pg_replica.freeze()
+        try:
+            time.sleep(5)
+        finally:
+            pg_replica.thaw()
+        records = load.records()
+    report("replica frozen", records)
+    assert failed(records) == []
+    # DATABASE_REPLICA_QUERY_TIMEOUT (3 s), then the same read on the primary.
+    assert max(r["end"] - r["start"] for r in records) < 3 + 1.5
+
+
+# --------------------------------------------------------------------------- pgbouncer
+
+
+def rows_with_tokens(primary, tokens):
+    rows = primary.execute(
+        "SELECT count(*) FROM django_admin_log WHERE object_repr = ANY(%s)",
+        [list(tokens)],
+        dbname=DATABASE,
+    )
+    return rows[0][0]
+
+
+def test_drill_pgbouncer_restarted_mid_load_loses_no_answered_write(
+    pooled_project, pgbouncer, pg_primary
+):
+    with pooled_project.serving() as server:
+        load = Load(server, "/write/", seconds=10, write=True)
+        time.sleep(3)
+        stopped = time.time()
+        pgbouncer.stop()
+        time.sleep(2)
+        pgbouncer.start()
+        started = time.time()
+        records = load.records()
+    answered = [r["token"] for r in records if r["status"] == 201]
+    found = rows_with_tokens(pg_primary, answered)
+    late_failures = [r for r in failed(records) if r["start"] > started + 1]
+    report(
+        "pgbouncer restarted",
+        records,
+        writes_answered=len(answered),
+        rows_found=found,
+        down_s=started - stopped,
+        recovered_after_s=first_success_after(started, records),
+    )
+    assert found == len(answered)
+    assert late_failures == []
+    assert first_success_after(started, records) < 3
+
+
+def test_drill_primary_frozen_behind_pgbouncer_readyz_answers_and_pgbouncer_survives(
+    pooled_project, pgbouncer, pg_primary
+):
+    log_offset = len(pgbouncer.log_text())
+    with pooled_project.serving() as server:
+        pg_primary.freeze()
+        try:
+            started = time.monotonic()
+            status, _ = get_status(server.base + "/readyz/")
+            took = time.monotonic() - started
+        finally:
+            pg_primary.thaw()
+        report("primary frozen behind pgbouncer", readyz_s=took, status=status)
+        assert status == 503
+        assert took <= 3.0
+        time.sleep(1.1)  # past the probe's shared answer
+        assert get_status(server.base + "/readyz/")[0] == 200  # through the same PgBouncer
+    assert "FATAL" not in pgbouncer.log_text()[log_offset:]
+
+
+# --------------------------------------------------------------------------- primary
+
+
+def test_drill_primary_restarted_mid_load_recovers_with_no_failure_once_it_answers(
+    default_project, pg_primary
+):
+    probes = []
+
+    def probe(base, until):
+        while time.time() < until:
+            started = time.time()
+            status, _ = get_status(base + "/readyz/")
+            probes.append({"start": started, "status": status})
+            time.sleep(0.2)
+
+    with default_project.serving() as server:
+        load = Load(server, "/read/", seconds=10)
+        prober = threading.Thread(target=probe, args=(server.base, time.time() + 10))
+        prober.start()
+        time.sleep(3)
+        stopping = time.time()
+        pg_primary.stop()
+        stopped = time.time()
+        time.sleep(2)
+        pg_primary.start()
+        answering = time.time()
+        records = load.records()
+        prober.join()
+    during = [r for r in records if r["start"] < answering and r["end"] > stopping]
+    late = [r for r in failed(records) if r not in during]
+    down_probes = {p["status"] for p in probes if stopped < p["start"] < answering - 0.5}
+    after_probes = [p["status"] for p in probes if p["start"] > answering + 1.5]
+    report(
+        "primary restarted",
+        records,
+        failed_while_down=len(failed(during)),
+        failed_after=len(late),
+        readyz_while_down=sorted(down_probes),
+        first_after_restart_s=first_success_after(answering, records),
+    )
+    assert late == []
+    assert down_probes == {503}
+    assert after_probes and set(after_probes) == {200}
+    assert not any("Traceback" in r.get("body", "") for r in records)
+
+
+def test_drill_terminated_backends_fail_no_request(default_project, pg_primary):
+    with default_project.serving() as server:
+        load = Load(server, "/read/", seconds=8)
+        terminated = 0
+        for _ in range(3):
+            time.sleep(2)
+            rows = pg_primary.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'drill'"
+            )
+            terminated += len(rows)
+        records = load.records()
+    report("pg_terminate_backend", records, backends_terminated=terminated)
+    assert terminated >= WORKERS
+    assert failed(records) == []
+
+
+# --------------------------------------------------------------------------- the edge
+
+
+def raw_request(port, head):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode("latin-1"))
+        return sock.recv(4096).split(b" ", 2)[1].decode()
+
+
+EDGE_REQUESTS = {
+    "garbage host": "GET /read/ HTTP/1.1\r\nHost: evil.example.com\r\n\r\n",
+    "host with a path": "GET /read/ HTTP/1.1\r\nHost: 127.0.0.1/../x\r\n\r\n",
+    "malformed session cookie": (
+        "GET /read/ HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: sessionid=%%%;\r\n\r\n"
+    ),
+    "huge cookie": "GET /read/ HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: x="
+    + "a" * 20000
+    + "\r\n\r\n",
+    "malformed pin cookie": (
+        "GET /read/ HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: primary_pin=zz/zz:abc:def\r\n\r\n"
+    ),
+    "forged pin cookie": (
+        "GET /read/ HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: primary_pin=0/1:1xWQ8h:forged\r\n\r\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", EDGE_REQUESTS)
+def test_drill_bad_input_at_the_edge_is_a_4xx_or_served_never_a_5xx(replica_project, name):
+    with replica_project.serving() as server:
+        port = urllib.parse.urlsplit(server.base).port
+        status = int(raw_request(port, EDGE_REQUESTS[name]))
+        log = server.log_path.read_text(errors="replace")
+    report(f"edge: {name}", status=status)
+    assert status < 500
+    password = urllib.parse.urlsplit(replica_project.env["DATABASE_URL"]).password
+    assert password not in log
+    assert SECRET_KEY not in log
