@@ -455,3 +455,23 @@ def test_reads_survive_a_stopped_replica_and_return_when_it_restarts(server, pg_
         assert time.monotonic() < deadline, "reads never returned to the restarted replica"
         time.sleep(0.2)
     print(f"back on the replica {15 - (deadline - time.monotonic()):.1f} s after restarting it")
+
+
+# --------------------------------------------------------------------------- own suite
+
+
+def test_the_generated_suite_passes_with_a_real_replica_configured(project):
+    # As a developer running against real replicas would: the suite's replica alias must
+    # read the test database itself, never the replica's lagging copy of it.
+    env = project_env(
+        DATABASE_URL=project.primary.url(),
+        DATABASE_REPLICA_URLS=project.replica.url(),
+    )
+    result = run(
+        [project.python, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project.path,
+        env=env,
+        timeout=600,
+    )
+    assert " passed" in result.stdout
+    assert "failed" not in result.stdout
