@@ -131,6 +131,7 @@ def next_steps(answers: dict, project_dir: Path | str) -> list[str]:
     ]
     if answers["ci"] == "github":
         steps.append("# Push to GitHub: .github/workflows runs the tests on every push")
+    steps.append("# Before going live: docs/backups.md sets up backups with point-in-time recovery")
     steps.append("# README.md lists every setting and environment variable")
     return steps
 

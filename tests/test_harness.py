@@ -15,14 +15,18 @@ from psycopg import sql
 
 from devtools.harness import (
     EPHEMERAL_PORTS,
+    REPLICATION_USER,
     SERVER_PORTS,
     HarnessError,
     PgBouncer,
     Primary,
     Replica,
+    Restored,
+    pg_bindir,
     pick_port,
     server_user,
 )
+from devtools.harness.host import run
 
 
 def _unique(prefix: str) -> str:
@@ -34,12 +38,12 @@ def _process_uid(pid: int | None) -> int:
     return os.stat(f"/proc/{pid}").st_uid
 
 
-def _insert(server: Primary, table: str, row_id: int) -> None:
+def _insert(server: Primary | Restored, table: str, row_id: int) -> None:
     query = sql.SQL("INSERT INTO {} VALUES (%s)").format(sql.Identifier(table))
     server.execute(query, [row_id], dbname="app")
 
 
-def _ids(server: Primary | Replica, table: str) -> list[int]:
+def _ids(server: Primary | Restored, table: str) -> list[int]:
     query = sql.SQL("SELECT id FROM {} ORDER BY id").format(sql.Identifier(table))
     return [row_id for (row_id,) in server.execute(query, dbname="app")]
 
@@ -158,6 +162,31 @@ def test_replica_can_be_stopped_and_started(
 
     assert _ids(pg_replica, table) == [1]
     assert pg_replica.execute("SELECT pg_is_in_recovery()") == [(True,)]
+
+
+# --------------------------------------------------------------------------- restored
+
+
+def test_restored_server_starts_from_its_restore_with_the_primarys_rows_and_its_own(
+    pg_primary: Primary, table: str
+) -> None:
+    _insert(pg_primary, table, 1)
+
+    def copy_without_standby_settings(data_dir: Path) -> None:
+        run(
+            [str(pg_bindir() / "pg_basebackup"), "--pgdata", str(data_dir),
+             "--host", pg_primary.host, "--port", str(pg_primary.port),
+             "--username", REPLICATION_USER, "--checkpoint=fast", "--no-sync"],
+            cwd=data_dir.parent,
+            env={"PGPASSWORD": pg_primary.password(REPLICATION_USER)},
+        )  # fmt: skip
+
+    with Restored(pg_primary, copy_without_standby_settings) as restored:
+        restored.wait_until_writable()
+        _insert(restored, table, 2)
+
+        assert _ids(restored, table) == [1, 2]
+    assert _ids(pg_primary, table) == [1]
 
 
 # --------------------------------------------------------------------------- pgbouncer

@@ -15,6 +15,9 @@ fixtures, scripts or a REPL alike::
         primary.execute("CREATE TABLE t (id int)", dbname="app")
         replica.wait_for_replay()
         print(bouncer.url())
+
+``Restored(primary, restore)`` starts a server from a data directory that ``restore`` made,
+such as a backup tool's restore; ``Replica(primary, clone=...)`` does so for a standby.
 """
 
 from devtools.harness.errors import HarnessError
@@ -28,6 +31,7 @@ from devtools.harness.postgres import (
     SUPERUSER,
     Primary,
     Replica,
+    Restored,
 )
 
 __all__ = [
@@ -42,6 +46,7 @@ __all__ = [
     "PgBouncer",
     "Primary",
     "Replica",
+    "Restored",
     "ServerUser",
     "pg_bindir",
     "pgbouncer_path",

@@ -1,9 +1,10 @@
-"""A throwaway PostgreSQL primary and its streaming replicas."""
+"""A throwaway PostgreSQL primary, its streaming replicas and servers restored from backups."""
 
 import secrets
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -45,7 +46,7 @@ def _pg_setting(value: object) -> str:
 
 
 class _Postgres(Server):
-    """A PostgreSQL data directory run with ``pg_ctl``; base of Primary and Replica."""
+    """A PostgreSQL data directory run with ``pg_ctl``; base of Primary, Restored and Replica."""
 
     def __init__(self, settings: Mapping[str, object] | None = None) -> None:
         super().__init__()
@@ -214,22 +215,67 @@ class Primary(_Postgres):
                 conn.execute(statement)
 
 
-class Replica(_Postgres):
-    """A hot standby streaming from ``primary``, cloned with ``pg_basebackup``."""
+class Restored(_Postgres):
+    """A server started from the data directory that ``restore(data_dir)`` makes.
 
-    kind = "replica"
+    ``restore`` is typically a backup tool's restore, run as the server user with
+    ``devtools.harness.host.run``; ``data_dir`` does not exist yet. The server has
+    ``primary``'s roles (they come with the data) and starts on a fresh port with the
+    harness's settings plus ``settings``. Whatever recovery the restore set up (signal files,
+    ``postgresql.auto.conf``) starts with it: see ``wait_until_writable``.
+    """
 
-    def __init__(self, primary: Primary, settings: Mapping[str, object] | None = None) -> None:
-        # A standby needs max_connections & co. >= the primary's, so inherit its settings.
-        super().__init__({**primary.settings, **(settings or {})})
+    kind = "restored"
+
+    def __init__(
+        self,
+        primary: Primary,
+        restore: Callable[[Path], object],
+        settings: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(settings)
         self.primary = primary
         with self._closing_on_error():
-            self._base_backup()
+            restore(self.data_dir)
             self._start_on_free_port()
 
     def password(self, user: str = APP_USER) -> str:
-        """The password of login role ``user`` (roles are replicated from the primary)."""
+        """The password of login role ``user`` (roles are restored with the data)."""
         return self.primary.password(user)
+
+    def wait_until_writable(self, timeout: float = START_TIMEOUT) -> None:
+        """Block until recovery has ended, e.g. a point-in-time recovery reached its target.
+
+        With ``hot_standby`` on, ``start()`` returns once the server is consistent and
+        accepts reads, which may be long before the end of the WAL it has to replay.
+        """
+        deadline = time.monotonic() + timeout
+        while self.execute("SELECT pg_is_in_recovery()")[0][0]:
+            if time.monotonic() > deadline:
+                message = f"{self.kind} still in recovery after {timeout:g}s"
+                raise HarnessError(with_log_tail(message, self.log_path))
+            time.sleep(0.05)
+
+
+class Replica(Restored):
+    """A hot standby streaming from ``primary``, cloned with ``pg_basebackup``.
+
+    ``clone(data_dir)`` replaces ``pg_basebackup`` (e.g. a backup tool's standby restore);
+    it must leave ``standby.signal`` and a ``primary_conninfo`` reaching ``primary``.
+    """
+
+    kind = "replica"
+
+    def __init__(
+        self,
+        primary: Primary,
+        settings: Mapping[str, object] | None = None,
+        *,
+        clone: Callable[[Path], object] | None = None,
+    ) -> None:
+        # A standby needs max_connections & co. >= the primary's, so inherit its settings.
+        settings = {**primary.settings, **(settings or {})}
+        super().__init__(primary, clone or self._base_backup, settings)
 
     def wait_for_replay(self, primary: Primary | None = None, timeout: float = 10.0) -> None:
         """Block until everything written on the primary so far has been replayed here."""
@@ -250,7 +296,7 @@ class Replica(_Postgres):
         """Apply WAL again after ``pause_replay()``."""
         self.execute("SELECT pg_wal_replay_resume()")
 
-    def _base_backup(self) -> None:
+    def _base_backup(self, data_dir: Path) -> None:
         primary = self.primary
         run(
             [
@@ -262,7 +308,7 @@ class Replica(_Postgres):
                 "--username",
                 REPLICATION_USER,
                 "--pgdata",
-                str(self.data_dir),
+                str(data_dir),
                 "--write-recovery-conf",
                 "--checkpoint=fast",  # the default spread checkpoint takes minutes
                 "--wal-method=stream",
