@@ -7,9 +7,11 @@ from pathlib import Path
 import bench
 from bench import report
 from bench.configurations import BASELINE, CONFIG_BY_KEY, CONFIGS, DJANGO_VERSIONS, select
+from bench.drills import run_drills
 from bench.log import log
 from bench.machine import describe, loadavg
 from bench.measure import measure
+from bench.mixed import run_mixed
 from bench.router import measure_router
 from bench.servers import Servers
 
@@ -80,16 +82,24 @@ def main(argv=None) -> int:
         summary = report.summarize(runs, configs)
         log("router micro-benchmark")
         micro = measure_router(servers, (summary.get("replica") or {}).get("rps", {}).get("one"))
+        log("mixed workload")
+        mixed = run_mixed(servers, 3 if args.smoke else 10, args.reps)
+        log("drills (these restart the primary)")
+        drills = run_drills(servers, 4 if args.smoke else 9)
         machine = describe(servers, loadavg_start)
     finally:
         servers.close()
     wall = time.monotonic() - started
-    text = report.render(args, servers.skipped, configs, runs, summary, micro, machine, wall)
+    text = report.render(
+        args, servers.skipped, configs, runs, summary, micro, machine, wall, drills, mixed
+    )
     data = {
         "machine": machine,
         "runs": [r.__dict__ for r in runs],
         "summary": summary,
         "router": micro,
+        "drills": drills,
+        "mixed": mixed,
         "skipped": servers.skipped,
         "wall_seconds": wall,
     }
@@ -102,6 +112,12 @@ def main(argv=None) -> int:
     skipped = [c.key for c in configs if c.key in servers.skipped]
     if failed:
         log(f"{len(failed)} run(s) had errors")
+        return 1
+    broken = [name for name, result in [("router", micro or {}), *drills.items()]
+              if "error" in result]  # fmt: skip
+    broken += [f"mixed {name}" for name, runs in mixed.items() if any("error" in r for r in runs)]
+    if broken:
+        log(f"errors in: {', '.join(broken)}")
         return 1
     if skipped and not args.allow_skips:
         log(f"skipped: {', '.join(skipped)} (pass --allow-skips to accept)")

@@ -41,7 +41,7 @@ CONFIGS = [
     ),
     Config(
         "persistent",
-        "persistent (`CONN_MAX_AGE=60` + health checks, template default)",
+        "persistent (`CONN_MAX_AGE=60` + socket health check, template default)",
         "default",
         "wsgi",
         smoke=True,
@@ -111,6 +111,27 @@ CONFIGS += [
         "asgi",
         {"DATABASE_POOL": "false"},
         extra=True,
+    ),
+]
+# Peers' published production settings, served by our baked project (bench_settings.py).
+PEERS = ("peer-cookiecutter-django", "peer-wemake")
+CONFIGS += [
+    Config(
+        "peer-cookiecutter-django",
+        "peer: cookiecutter-django (`ATOMIC_REQUESTS`, `CONN_MAX_AGE=60`, no health checks)",
+        "default",
+        "wsgi",
+        {"BENCH_PEER": "cookiecutter-django"},
+        smoke=True,
+    ),
+    Config(
+        "peer-wemake",
+        "peer: wemake-django-template (`CONN_MAX_AGE=60`, `statement_timeout` option, "
+        "no health checks)",
+        "default",
+        "wsgi",
+        {"BENCH_PEER": "wemake"},
+        smoke=True,
     ),
 ]
 CONFIG_BY_KEY = {config.key: config for config in CONFIGS}

@@ -6,8 +6,9 @@ as markdown (and JSON for full runs).
 import json
 import statistics
 
-from bench.configurations import BASELINE, CONFIGS, DJANGO_VERSIONS, VIEWS, Config
+from bench.configurations import BASELINE, CONFIGS, DJANGO_VERSIONS, PEERS, VIEWS, Config
 from bench.measure import Run
+from bench.mixed import CLIENTS, PAUSE, WRITE_SHARE
 
 
 def _median(values):
@@ -85,7 +86,7 @@ def targets(summary: dict, args, skipped: dict[str, str], micro: dict | None) ->
     # The candidates are the configurations a project may ship; the --extra rows are
     # diagnostics that break the contract (no health checks, persistent under ASGI).
     extras = {c.key for c in CONFIGS if c.extra}
-    candidates = {k: v for k, v in summary.items() if k not in extras}
+    candidates = {k: v for k, v in summary.items() if k not in extras and k not in PEERS}
     best_key = max(candidates, key=lambda k: candidates[k]["rps"]["one"] or 0)
     best = summary[best_key]["rps"]["one"]
     single = {k: v for k, v in candidates.items() if k != "replica"}
@@ -114,13 +115,13 @@ def targets(summary: dict, args, skipped: dict[str, str], micro: dict | None) ->
         nohc = summary.get("persistent-nohc")
         if nohc:
             lines.append(
-                f"- (info) health checks cost: the template default is "
-                f"{row['rps']['one'] / nohc['rps']['one']:.2f}× persistent without them "
-                "(kept: without them a connection cut by a failover, a PgBouncer restart or "
-                "an idle timeout fails the first query of the next request)"
+                f"- (info) health check cost: the template default (socket check, no round "
+                f"trip) is {row['rps']['one'] / nohc['rps']['one']:.2f}× persistent without "
+                "health checks"
             )
     else:
         lines.append("- shipped default: n/a (not measured)")
+    lines += peer_targets(summary, mark)
     tls = summary.get("tls-persistent")
     if tls:
         extra = ""
@@ -165,7 +166,82 @@ def targets(summary: dict, args, skipped: dict[str, str], micro: dict | None) ->
     return lines
 
 
-def render(args, skipped, configs, runs, summary, micro, machine, wall: float) -> str:
+def peer_targets(summary: dict, mark) -> list[str]:
+    """The shipped default against the fastest peer: the median of per-repetition ratios."""
+    ours = summary.get("persistent")
+    peers = {key: summary[key] for key in PEERS if key in summary}
+    if not ours or not peers:
+        return ["- shipped default ≥ 1.0× the fastest peer: n/a (not measured)"]
+    fastest = max(peers, key=lambda key: peers[key]["rps"]["one"] or 0)
+    paired = [
+        rps / peers[fastest]["rps_by_rep"][rep]
+        for rep, rps in ours["rps_by_rep"].items()
+        if peers[fastest]["rps_by_rep"].get(rep)
+    ]
+    ratio = statistics.median(paired)
+    spread = f", per repetition {min(paired):.2f}–{max(paired):.2f}" if len(paired) > 1 else ""
+    return [
+        f"- shipped default ≥ 1.0× the fastest peer (`{fastest}`), median of per-repetition "
+        f"ratios: {ratio:.2f}×{spread} → {mark(ratio >= 1.0)}"
+    ]
+
+
+def drill_section(drills: dict) -> list[str]:
+    """The terminate and restart drills, one row per configuration."""
+    if not drills:
+        return ["Not run."]
+    out = [
+        "Under load (8 clients on `/bench/one/`): every app backend terminated with "
+        "`pg_terminate_backend` (no downtime), then the primary restarted (`pg_ctl stop -m "
+        "fast`, 1 s, start). Failed requests per phase; those sent while the primary was "
+        "down are counted apart.",
+        "",
+        "| configuration | requests | failed after terminate | failed while down | "
+        "failed once the primary answers again |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, result in drills.items():
+        if "error" in result:
+            out.append(f"| {key} | error: {result['error'][:200]} | | | |")
+            continue
+        out.append(
+            f"| {key} | {result['sent']:,} | {result['terminate_failed']} | "
+            f"{result['down_failed']} | {result['after_failed']} |"
+        )
+    return out
+
+
+def mixed_section(mixed: dict) -> list[str]:
+    """The mixed workload: replica share of reads and the writers' return, per variant."""
+    if not any(mixed.values()):
+        return ["Not run (no replica project)."]
+    out = [
+        f"Replica project, {CLIENTS} clients each with its own cookies and {PAUSE:g} s between "
+        f"its requests, {WRITE_SHARE:.0%} of requests a write (`/bench/write/`), the others "
+        "one-row reads (`/bench/read/`). Medians over the repetitions.",
+        "",
+        "| pins | requests | failed | reads on a replica | writer back on a replica after "
+        "(median / p90) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, runs in mixed.items():
+        good = [r for r in runs if "error" not in r]
+        if not good:
+            out.append(f"| {name} | error: {runs[0]['error'][:200] if runs else 'not run'} | | | |")
+            continue
+        share = _median(r["replica_share"] for r in good)
+        median = _median(r["return_median_s"] for r in good)
+        p90 = _median(r["return_p90_s"] for r in good)
+        out.append(
+            f"| {name} | {_fmt(_median(r['requests'] for r in good))} | "
+            f"{sum(r['failed'] for r in good)} | {_fmt(100 * share, 1, '%') if share else '–'} | "
+            f"{_fmt(median, 2, ' s')} / {_fmt(p90, 2, ' s')} |"
+        )
+    return out
+
+
+def render(args, skipped, configs, runs, summary, micro, machine, wall: float, drills=None,
+           mixed=None) -> str:  # fmt: skip
     """The markdown report."""
     mode = "smoke" if args.smoke else "full"
     out = [
@@ -253,8 +329,8 @@ def render(args, skipped, configs, runs, summary, micro, machine, wall: float) -
             out += [
                 f"- cost per request: {micro['calls_per_request']:g} × dispatch + router "
                 f"decision + the middleware = {micro['cost_per_request_ns']:,.0f} ns (the "
-                "first read's health-check `SELECT 1` is not counted: it replaces the one "
-                "Django's `CONN_HEALTH_CHECKS` runs before the first query anyway)",
+                "first read's health check is not counted: it replaces the one Django's "
+                "`CONN_HEALTH_CHECKS` runs before the first query anyway)",
                 "- per-request time at the replica row's median "
                 f"{micro['one_query_rps']:,.0f} req/s:"
                 f" {1e6 / micro['one_query_rps']:,.0f} µs wall per request served "
@@ -266,6 +342,9 @@ def render(args, skipped, configs, runs, summary, micro, machine, wall: float) -
             ]
         if micro.get("notes"):
             out += [f"- {note}" for note in micro["notes"]]
+    out += ["", "## Drills beside the benchmark", "", *drill_section(drills or {})]
+    out += ["", "## Mixed workload: position pins against a fixed pin", ""]
+    out += mixed_section(mixed or {})
     out += [
         "",
         "## Targets (one-query view, this run)",

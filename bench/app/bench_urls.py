@@ -8,5 +8,7 @@ urlpatterns = [
     path("bench/nodb/", views.nodb),
     path("bench/one/", views.one),
     path("bench/five/", views.five),
+    path("bench/read/", views.read),
+    path("bench/write/", views.write),
     *project_urlpatterns,
 ]

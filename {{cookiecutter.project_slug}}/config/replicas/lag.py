@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 # Seconds between two looks at one replica, per process. Looking costs one query on the
 # replica (~0.2 ms); a writer is back on the replica within about the replication delay
 # plus this window.
-WINDOW = 1.0
+WINDOW = 0.2
 
 # Lag is zero when everything received is replayed, so an idle primary (no new WAL, an
 # old last-replayed timestamp) does not look like lag; otherwise it is the age of the
