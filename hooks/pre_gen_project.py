@@ -111,6 +111,8 @@ def load_choices(text: str) -> dict:
 
 
 CHOICES = load_choices(TEMPLATE_JSON)
+# The Django releases this hook knows: the choices a replay leaves it, at the least.
+KNOWN_CHOICES = {"django_version": tuple(MIN_PYTHON_FOR_DJANGO)}
 
 
 def _is_single_line(value):
@@ -158,8 +160,9 @@ def check_author_email(value) -> str | None:
 
 def check_choice(name: str, value) -> str | None:
     """One of the values cookiecutter.json offers for ``name``, when they are known."""
-    if name in CHOICES and value not in CHOICES[name]:
-        return "choose one of " + ", ".join(CHOICES[name])
+    choices = CHOICES.get(name) or KNOWN_CHOICES.get(name)
+    if choices and value not in choices:
+        return "choose one of " + ", ".join(choices)
     return None
 
 

@@ -411,6 +411,25 @@ def test_replay_of_refused_answers_is_refused_again(bake_cli, output_dir):
     assert everything_under(output_dir) == []
 
 
+def test_a_hand_edited_replay_with_an_unknown_django_is_refused_by_name(
+    bake_cli, output_dir, user_config
+):
+    bake_cli()
+    shutil.rmtree(output_dir / "my_project")
+    (replay,) = (user_config.parent / "replay").glob("*.json")
+    answers = json.loads(replay.read_text())
+    answers["cookiecutter"]["django_version"] = "9.9"
+    replay.write_text(json.dumps(answers))
+
+    bake = bake_cli(replay=True)
+
+    assert bake.exit_code != 0
+    assert error_lines(bake.output) == [
+        "ERROR: django_version '9.9' is not valid: choose one of 5.2, 6.1"
+    ]
+    assert everything_under(output_dir) == []
+
+
 def test_bake_prints_next_steps_for_the_chosen_options_only(bake_cli):
     plain = bake_cli("ci=none").output
     assert "Next steps:" in plain
