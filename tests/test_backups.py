@@ -24,6 +24,9 @@ from devtools.bakery import bake
 from devtools.harness import REPLICATION_USER, Primary, Replica, Restored, server_user
 from devtools.harness.host import make_workdir, run, write_file
 
+# One worker runs the whole module: its module-scoped projects are set up once.
+pytestmark = pytest.mark.xdist_group("backups")
+
 BASE_ROWS = 400_000  # in the full backup
 BATCH_ROWS = 1_000  # each written after it, a moment apart
 PAUSE = 0.3  # seconds between a batch and the recovery target, on either side

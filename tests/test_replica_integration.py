@@ -19,6 +19,9 @@ import pytest
 
 from devtools.bakery import AppServer, bake, project_env, project_python, run
 
+# One worker runs the whole module: its module-scoped projects are set up once.
+pytestmark = pytest.mark.xdist_group("replica-integration")
+
 DJANGO_VERSIONS = ["5.2", "6.1"]  # in this order: the newer one migrates last
 
 E2E_SETTINGS = """\
@@ -37,6 +40,7 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
+
 
 
 def in_recovery(alias):
