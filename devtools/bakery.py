@@ -26,6 +26,8 @@ from devtools.harness import LOOPBACK, pick_port
 
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = Path(os.environ.get("BAKE_VENVS", ROOT / ".cache" / "venvs"))
+# The PgBouncer configuration a use_pgbouncer project ships, relative to the project.
+PGBOUNCER_INI = Path("deploy", "pgbouncer", "pgbouncer.ini")
 
 
 def cookiecutter_json():

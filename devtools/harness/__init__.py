@@ -8,6 +8,9 @@ PostgreSQL and PgBouncer refuse to run as root, so when the tests run as root ev
 server process is started as an unprivileged account: ``$PG_HARNESS_USER`` if set,
 otherwise the ``postgres`` system user.
 
+``ShippedPgBouncer`` runs a project's own deploy/pgbouncer/pgbouncer.ini instead of the
+harness's configuration, with only addresses, ports and paths changed (``local_ini``).
+
 The package only needs the standard library and psycopg 3, so it can be used from pytest
 fixtures, scripts or a REPL alike::
 
@@ -22,7 +25,7 @@ such as a backup tool's restore; ``Replica(primary, clone=...)`` does so for a s
 
 from devtools.harness.errors import HarnessError
 from devtools.harness.host import ServerUser, pg_bindir, pgbouncer_path, server_user
-from devtools.harness.pgbouncer import PgBouncer
+from devtools.harness.pgbouncer import PgBouncer, ShippedPgBouncer, local_ini
 from devtools.harness.ports import EPHEMERAL_PORTS, LOOPBACK, SERVER_PORTS, pick_port
 from devtools.harness.postgres import (
     APP_DB,
@@ -48,6 +51,8 @@ __all__ = [
     "Replica",
     "Restored",
     "ServerUser",
+    "ShippedPgBouncer",
+    "local_ini",
     "pg_bindir",
     "pgbouncer_path",
     "pick_port",

@@ -181,6 +181,30 @@ def write_file(path: Path, text: str) -> None:
     server_user().chown(path)
 
 
+def self_signed_certificate(key: Path, cert: Path) -> None:
+    """Write a throwaway key and self-signed certificate for the loopback address, readable
+    by the server user only."""
+    try:
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                # An EC key takes milliseconds; RSA takes up to a second.
+                "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                "-keyout", str(key), "-out", str(cert),
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", None) or exc
+        raise HarnessError(f"openssl could not make a certificate: {detail}") from exc
+    for path in (key, cert):
+        path.chmod(0o600)
+        server_user().chown(path)
+
+
 def read_text(path: Path, offset: int = 0) -> str:
     """The text of ``path`` from byte ``offset`` on; empty when the file does not exist."""
     try:

@@ -1,10 +1,11 @@
-"""A throwaway PgBouncer in front of a primary."""
+"""A throwaway PgBouncer in front of a primary: configured by the harness, or run from a
+project's shipped ``deploy/pgbouncer/pgbouncer.ini``."""
 
 import re
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import psycopg
@@ -17,12 +18,82 @@ from devtools.harness.host import (
     file_size,
     pgbouncer_path,
     read_text,
+    self_signed_certificate,
     server_user,
     write_file,
 )
 from devtools.harness.ports import LOOPBACK
 from devtools.harness.postgres import APP_DB, APP_USER, Primary, connection_url
 from devtools.harness.server import Server, with_log_tail
+
+# Settings whose value is a file on the PgBouncer host.
+FILE_SETTINGS = frozenset(
+    {
+        "auth_file",
+        "auth_hba_file",
+        "client_tls_ca_file",
+        "client_tls_cert_file",
+        "client_tls_key_file",
+        "logfile",
+        "pidfile",
+        "server_tls_ca_file",
+        "server_tls_cert_file",
+        "server_tls_key_file",
+    }
+)
+_SECTION = re.compile(r"\s*\[(?P<name>[^\]]*)\]\s*$")
+_SETTING = re.compile(r"\s*(?P<key>[A-Za-z_][\w.]*)\s*=[ \t]*(?P<value>.*?)\s*$")
+_ADDRESS = re.compile(r"(?<!\S)(?P<key>host|port)=\S*")
+
+
+def ini_settings(text: str) -> dict[str, dict[str, str]]:
+    """The settings of a pgbouncer.ini, by section then key."""
+    sections: dict[str, dict[str, str]] = {}
+    section = sections.setdefault("", {})
+    for line in text.splitlines():
+        if match := _SECTION.match(line):
+            section = sections.setdefault(match["name"].strip(), {})
+        elif match := _SETTING.match(line):
+            section[match["key"]] = match["value"]
+    return sections
+
+
+def local_ini(shipped: str, *, directory: Path, port: int, primary_port: int) -> str:
+    """Return the pgbouncer.ini ``shipped`` changed only where this machine must differ.
+
+    ``listen_addr`` becomes the loopback address (nothing here listens on other interfaces)
+    and ``listen_port`` becomes ``port``; ``unix_socket_dir`` becomes ``directory``, and so
+    does the directory of every file (``auth_file``, the TLS key and certificate...); each
+    ``[databases]`` entry gets the loopback address and ``primary_port`` as host and port.
+    Every other line (pool sizes, timeouts, modes, console users, comments) is kept as is.
+    """
+    server = {"host": LOOPBACK, "port": str(primary_port)}
+    listen = {"listen_addr": LOOPBACK, "listen_port": str(port), "unix_socket_dir": str(directory)}
+
+    def local(section: str, key: str, value: str) -> str:
+        if section == "databases":
+            return _ADDRESS.sub(lambda match: f"{match['key']}={server[match['key']]}", value)
+        if section != "pgbouncer":
+            return value
+        if key in FILE_SETTINGS and value:
+            return str(relocated(value, directory))
+        return listen.get(key, value)
+
+    lines = []
+    section = ""
+    for line in shipped.splitlines(keepends=True):
+        if match := _SECTION.match(line):
+            section = match["name"].strip()
+        elif match := _SETTING.match(line):
+            value = local(section, match["key"], match["value"])
+            line = line[: match.start("value")] + value + line[match.end("value") :]
+        lines.append(line)
+    return "".join(lines)
+
+
+def relocated(path: str, directory: Path) -> Path:
+    """Where the harness keeps the file that the shipped configuration names ``path``."""
+    return directory / PurePosixPath(path).name
 
 
 def _quote_userlist(value: str) -> str:
@@ -36,6 +107,7 @@ class PgBouncer(Server):
     The auth file holds the primary's stored SCRAM secrets, never a plaintext password;
     PgBouncer reuses the client's SCRAM proof to log in to the server. The users are also
     admin users, so ``show("POOLS")`` works on the ``pgbouncer`` console database.
+    ``url()`` reaches ``database`` as the first of ``users`` unless told otherwise.
     """
 
     kind = "pgbouncer"
@@ -47,6 +119,7 @@ class PgBouncer(Server):
         default_pool_size: int = 5,
         pool_mode: str = "transaction",
         users: Iterable[str] = (APP_USER,),
+        database: str = APP_DB,
         settings: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__()
@@ -54,18 +127,26 @@ class PgBouncer(Server):
         self.default_pool_size = default_pool_size
         self.pool_mode = pool_mode
         self.users = tuple(users)
+        self.database = database
         self.settings = dict(settings or {})
         self.ini_path = self.workdir / "pgbouncer.ini"
-        self.auth_file = self.workdir / "userlist.txt"
         self.log_path = self.workdir / "pgbouncer.log"
         self._process: subprocess.Popen[bytes] | None = None
         with self._closing_on_error():
-            self._write_auth_file()
+            self._write_files()
             self._start_on_free_port()
 
-    def url(self, dbname: str = APP_DB, user: str = APP_USER) -> str:
+    @property
+    def auth_file(self) -> Path:
+        """PgBouncer's userlist.txt."""
+        return self.workdir / "userlist.txt"
+
+    def url(self, dbname: str | None = None, user: str | None = None) -> str:
         """A ``postgres://`` URL reaching ``dbname`` on the primary through PgBouncer."""
-        return connection_url(user, self.primary.password(user), self.host, self.port, dbname)
+        user = user or self.users[0]
+        return connection_url(
+            user, self._password(user), self.host, self.port, dbname or self.database
+        )
 
     def show(self, what: str) -> list[dict[str, Any]]:
         """Run ``SHOW <what>`` (POOLS, CONFIG, CLIENTS...) on the admin console."""
@@ -157,6 +238,12 @@ class PgBouncer(Server):
     def _socket_path(self) -> Path:
         return self.workdir / f".s.PGSQL.{self.port}"
 
+    def _password(self, user: str) -> str:
+        return self.primary.password(user)
+
+    def _write_files(self) -> None:
+        self._write_auth_file()
+
     def _write_auth_file(self) -> None:
         rows = self.primary.execute(
             "SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY(%s)",
@@ -199,3 +286,51 @@ class PgBouncer(Server):
             *(f"{name} = {value}" for name, value in settings.items()),
         ]
         write_file(self.ini_path, "\n".join(lines) + "\n")
+
+
+class ShippedPgBouncer(PgBouncer):
+    """PgBouncer run from a project's shipped ``deploy/pgbouncer/pgbouncer.ini`` (``shipped``).
+
+    Everything but addresses, ports and paths comes from the file (see :func:`local_ini`):
+    pool sizes, timeouts, pool mode, SCRAM authentication, client TLS and console users.
+    The file routes the database named after the project, and the role has that name too:
+    ``user``, with ``password`` (by default the one the primary gave it). The auth file
+    holds the role's SCRAM secret as stored on the primary; the client TLS key and
+    certificate are a throwaway self-signed pair.
+    """
+
+    def __init__(
+        self, primary: Primary, shipped: str, *, user: str = APP_USER, password: str | None = None
+    ) -> None:
+        self.shipped = shipped
+        self.file_settings = ini_settings(shipped).get("pgbouncer", {})
+        self._user_password = password
+        super().__init__(
+            primary,
+            default_pool_size=int(self.file_settings.get("default_pool_size", 20)),
+            pool_mode=self.file_settings.get("pool_mode", "session"),
+            users=(user,),
+            database=user,
+        )
+
+    @property
+    def auth_file(self) -> Path:
+        """PgBouncer's userlist.txt, where the shipped ``auth_file`` says, in the workdir."""
+        return relocated(self.file_settings["auth_file"], self.workdir)
+
+    def _password(self, user: str) -> str:
+        if user == self.users[0] and self._user_password is not None:
+            return self._user_password
+        return super()._password(user)
+
+    def _write_files(self) -> None:
+        super()._write_files()
+        key, cert = (self.file_settings.get(f"client_tls_{part}_file") for part in ("key", "cert"))
+        if key and cert:
+            self_signed_certificate(relocated(key, self.workdir), relocated(cert, self.workdir))
+
+    def _configure(self) -> None:
+        text = local_ini(
+            self.shipped, directory=self.workdir, port=self.port, primary_port=self.primary.port
+        )
+        write_file(self.ini_path, text)
