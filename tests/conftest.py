@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from devtools.harness import PgBouncer, Primary, Replica
+from devtools.bakery import PGBOUNCER_INI, bake
+from devtools.harness import APP_DB, Primary, Replica, ShippedPgBouncer
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +29,17 @@ def pg_replica(pg_primary: Primary) -> Iterator[Replica]:
 
 
 @pytest.fixture(scope="session")
-def pgbouncer(pg_primary: Primary) -> Iterator[PgBouncer]:
-    """PgBouncer in transaction mode in front of ``pg_primary`` (default_pool_size=5)."""
-    with PgBouncer(pg_primary) as server:
+def pgbouncer(
+    pg_primary: Primary, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ShippedPgBouncer]:
+    """PgBouncer in front of ``pg_primary``, run from a baked project's shipped pgbouncer.ini.
+
+    The project's slug is ``app``, the harness's role and database, so the file routes
+    ``app`` and ``test_app`` and lets role ``app`` read ``SHOW POOLS``. Clients must use TLS
+    (a throwaway certificate), as the file says.
+    """
+    project = bake({"use_pgbouncer": True, "project_slug": APP_DB}, tmp_path_factory.mktemp("ini"))
+    with ShippedPgBouncer(pg_primary, (project / PGBOUNCER_INI).read_text()) as server:
         yield server
 
 

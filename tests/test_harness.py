@@ -1,6 +1,7 @@
 """Specifications of the throwaway database servers provided by devtools/harness/."""
 
 import os
+import re
 import socket
 import threading
 import time
@@ -22,6 +23,7 @@ from devtools.harness import (
     Primary,
     Replica,
     Restored,
+    ShippedPgBouncer,
     pg_bindir,
     pick_port,
     server_user,
@@ -192,43 +194,50 @@ def test_restored_server_starts_from_its_restore_with_the_primarys_rows_and_its_
 # --------------------------------------------------------------------------- pgbouncer
 
 
-def test_pgbouncer_answers_queries_with_scram(pgbouncer: PgBouncer) -> None:
-    with psycopg.connect(pgbouncer.url()) as conn:
+@pytest.fixture(scope="module")
+def bouncer(pg_primary: Primary) -> Iterator[PgBouncer]:
+    """PgBouncer configured by the harness: pool of 5, no reserve, any database routed."""
+    with PgBouncer(pg_primary) as server:
+        yield server
+
+
+def test_pgbouncer_answers_queries_with_scram(bouncer: PgBouncer) -> None:
+    with psycopg.connect(bouncer.url()) as conn:
         row = conn.execute("SELECT current_user, current_database()").fetchone()
 
     assert row == ("app", "app")
 
 
-def test_pgbouncer_rejects_a_wrong_password(pgbouncer: PgBouncer) -> None:
+def test_pgbouncer_rejects_a_wrong_password(bouncer: PgBouncer) -> None:
     # PgBouncer 1.18 words it "SASL authentication failed".
     with pytest.raises(psycopg.OperationalError, match="authentication failed"):
         psycopg.connect(
-            host=pgbouncer.host, port=pgbouncer.port, user="app", password="wrong", dbname="app"
+            host=bouncer.host, port=bouncer.port, user="app", password="wrong", dbname="app"
         )
 
 
-def test_pgbouncer_pools_in_transaction_mode(pgbouncer: PgBouncer) -> None:
-    modes = {pool["database"]: pool["pool_mode"] for pool in pgbouncer.show("POOLS")}
+def test_pgbouncer_pools_in_transaction_mode(bouncer: PgBouncer) -> None:
+    modes = {pool["database"]: pool["pool_mode"] for pool in bouncer.show("POOLS")}
 
     assert modes["app"] == "transaction"
 
 
 def test_pgbouncer_auth_file_holds_the_scram_secret_not_the_password(
-    pg_primary: Primary, pgbouncer: PgBouncer
+    pg_primary: Primary, bouncer: PgBouncer
 ) -> None:
-    auth_file = pgbouncer.auth_file.read_text()
+    auth_file = bouncer.auth_file.read_text()
 
     assert auth_file.startswith('"app" "SCRAM-SHA-256$')
     assert pg_primary.password("app") not in auth_file
 
 
 def test_pgbouncer_routes_any_database_name_to_the_primary(
-    pg_primary: Primary, pgbouncer: PgBouncer
+    pg_primary: Primary, bouncer: PgBouncer
 ) -> None:
     name = _unique("test_app")
     pg_primary.execute(sql.SQL("CREATE DATABASE {} OWNER app").format(sql.Identifier(name)))
     try:
-        with psycopg.connect(pgbouncer.url(name)) as conn:
+        with psycopg.connect(bouncer.url(name)) as conn:
             row = conn.execute("SELECT current_database()").fetchone()
     finally:
         # FORCE: PgBouncer keeps its idle server connection to the database open.
@@ -238,7 +247,7 @@ def test_pgbouncer_routes_any_database_name_to_the_primary(
 
 
 def test_pgbouncer_never_opens_more_server_connections_than_the_pool_size(
-    pg_primary: Primary, pgbouncer: PgBouncer
+    pg_primary: Primary, bouncer: PgBouncer
 ) -> None:
     # PgBouncer forwards application_name, so it tags the server connections it lends out.
     app_name = _unique("pool")
@@ -255,7 +264,7 @@ def test_pgbouncer_never_opens_more_server_connections_than_the_pool_size(
                 time.sleep(0.002)
 
     def one_transaction(_: int) -> None:
-        with psycopg.connect(pgbouncer.url(), application_name=app_name) as conn:
+        with psycopg.connect(bouncer.url(), application_name=app_name) as conn:
             conn.execute("SELECT pg_sleep(0.05)")  # inside a transaction; committed on exit
 
     watcher = threading.Thread(target=watch_server_connections)
@@ -267,11 +276,11 @@ def test_pgbouncer_never_opens_more_server_connections_than_the_pool_size(
         done.set()
         watcher.join()
 
-    assert 1 <= peak <= pgbouncer.default_pool_size
+    assert 1 <= peak <= bouncer.default_pool_size
 
 
-def test_pgbouncer_runs_as_an_unprivileged_os_user(pgbouncer: PgBouncer) -> None:
-    uid = _process_uid(pgbouncer.pid)
+def test_pgbouncer_runs_as_an_unprivileged_os_user(bouncer: PgBouncer) -> None:
+    uid = _process_uid(bouncer.pid)
 
     assert uid != 0
     assert uid == server_user().uid
@@ -298,3 +307,45 @@ def test_close_stops_the_server_and_removes_its_directory(pg_primary: Primary) -
 
     assert not workdir.exists()
     assert not Path(f"/proc/{pid}").exists()
+
+
+# --------------------------------------------------------------------------- shipped pgbouncer
+
+# What the harness changes in a shipped pgbouncer.ini to run it here.
+RUN_HERE = {
+    "listen_addr",
+    "listen_port",
+    "unix_socket_dir",
+    "auth_file",
+    "client_tls_key_file",
+    "client_tls_cert_file",
+}
+DATABASE_ENTRIES = {"app", "test_app"}
+
+
+def _key(line: str) -> str | None:
+    match = re.match(r"\s*([\w.]+)\s*=", line)
+    return match[1] if match else None
+
+
+def _without_address(entry: str) -> str:
+    return re.sub(r"\b(host|port)=\S*", "", entry)
+
+
+def test_shipped_pgbouncer_changes_only_addresses_ports_and_paths(
+    pgbouncer: ShippedPgBouncer,
+) -> None:
+    lines = zip(
+        pgbouncer.shipped.splitlines(), pgbouncer.ini_path.read_text().splitlines(), strict=True
+    )
+    changed = {(shipped, used) for shipped, used in lines if shipped != used}
+
+    assert {_key(shipped) for shipped, _ in changed} == RUN_HERE | DATABASE_ENTRIES
+    entries = [pair for pair in changed if _key(pair[0]) in DATABASE_ENTRIES]
+    assert all(_without_address(shipped) == _without_address(used) for shipped, used in entries)
+
+
+def test_shipped_pgbouncer_listens_on_loopback_only(pgbouncer: ShippedPgBouncer) -> None:
+    config = {row["key"]: row["value"] for row in pgbouncer.show("CONFIG")}
+
+    assert config["listen_addr"] == "127.0.0.1"
