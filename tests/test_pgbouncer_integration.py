@@ -1,13 +1,16 @@
 """A project baked with use_pgbouncer, against a real PgBouncer in transaction pooling mode.
 
-PgBouncer runs from the shipped deploy/pgbouncer/pgbouncer.ini (``pgbouncer``, or one of
-its own from the same file), except where a pool of two server connections shows what
-transaction pooling breaks. Each test shows one failure that transaction pooling causes,
-or the template's guard against it.
+PgBouncer runs from the project's shipped deploy/pgbouncer/pgbouncer.ini (``pgbouncer``, or
+one of its own from the same file), except where a pool of two server connections shows
+what transaction pooling breaks. Each test shows one failure that transaction pooling
+causes, the template's guard against it, or one documented step working as written.
 """
 
 import json
+import os
 import re
+import secrets
+import subprocess
 import threading
 import time
 import urllib.request
@@ -16,10 +19,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from devtools.bakery import AppServer, bake, project_env, project_python, run
-from devtools.harness import APP_USER, HarnessError, PgBouncer, ShippedPgBouncer
+from devtools.bakery import PGBOUNCER_INI, AppServer, bake, project_env, project_python, run
+from devtools.harness import APP_USER, HarnessError, PgBouncer, ShippedPgBouncer, server_user
+from devtools.harness.pgbouncer import relocated
 
 ANSWERS = {"use_pgbouncer": True, "django_version": "6.1"}
+SLUG = "shop_front"  # bake()'s project name is "Shop Front"
 SMALL_POOL = 2
 ROWS = 3000
 
@@ -248,6 +253,19 @@ def test_startup_options_are_refused_by_manage_py_check(project, pg_primary, pgb
     assert pg_primary.password() not in result.stderr
 
 
+# TLS ----------------------------------------------------------------------------------
+
+
+def test_pgbouncer_refuses_clients_without_tls(pgbouncer):
+    with pytest.raises(psycopg.OperationalError, match="SSL required"):
+        psycopg.connect(pgbouncer.url(), sslmode="disable").close()
+
+
+def test_pgbouncer_serves_clients_over_tls(pgbouncer):
+    with psycopg.connect(pgbouncer.url(), sslmode="require") as conn:
+        assert conn.pgconn.ssl_in_use
+
+
 # userlist.txt -------------------------------------------------------------------------
 
 
@@ -305,9 +323,127 @@ def test_userlist_with_a_secret_of_its_own_fails_the_server_login(
 # The generated suite ------------------------------------------------------------------
 
 
+def assert_passed(suite):
+    """The project's pytest run had passes and nothing else."""
+    assert " passed" in suite.stdout
+    assert " failed" not in suite.stdout
+    assert "error" not in suite.stdout.lower()
+
+
 def test_generated_suite_passes_through_pgbouncer(project, pg_primary, pgbouncer):
     env = project.env(pgbouncer, pg_primary, "app")
-    result = project.run("-m", "pytest", "-q", "-p", "no:cacheprovider", env=env)
-    assert " passed" in result.stdout
-    assert " failed" not in result.stdout
-    assert "error" not in result.stdout.lower()
+    assert_passed(project.run("-m", "pytest", "-q", "-p", "no:cacheprovider", env=env))
+
+
+# docs/pgbouncer.md, as written ----------------------------------------------------------
+
+PASSWORD = secrets.token_hex(16)  # needs no quoting in a URL or an SQL literal
+FENCE = re.compile(r"^(?P<indent> *)```\w*\n(?P<body>.*?)^(?P=indent)```", re.MULTILINE | re.DOTALL)
+
+
+def docs_text(project):
+    return (project.path / "docs" / "pgbouncer.md").read_text()
+
+
+class Docs:
+    """The code blocks of the project's docs/pgbouncer.md, run against ``primary`` (and
+    ``bouncer``) with their addresses, ports and directory in place of the documented ones."""
+
+    def __init__(self, project, primary, bouncer=None):
+        self.project = project
+        self.primary = primary
+        self.bouncer = bouncer
+        self.text = docs_text(project)
+
+    def block(self, marker):
+        """The one code block containing ``marker``, as this machine runs it."""
+        blocks = [
+            re.sub(rf"^{match['indent']}", "", match["body"], flags=re.MULTILINE)
+            for match in FENCE.finditer(self.text)
+            if marker in match["body"]
+        ]
+        assert len(blocks) == 1, f"{len(blocks)} code blocks contain {marker!r}"
+        here = {
+            "db.internal:5432": f"{self.primary.host}:{self.primary.port}",
+            ":PASSWORD@": f":{PASSWORD}@",
+            "'PASSWORD'": f"'{PASSWORD}'",
+        }
+        if self.bouncer is not None:
+            here |= {
+                "pgbouncer.internal:6432": f"{self.bouncer.host}:{self.bouncer.port}",
+                "/etc/pgbouncer/": f"{self.bouncer.workdir}/",  # as ShippedPgBouncer places files
+                "chown postgres:": f"chown {server_user().name}:",  # the account PgBouncer runs as
+            }
+        return re.sub("|".join(map(re.escape, here)), lambda match: here[match[0]], blocks[0])
+
+    def sh(self, *markers):
+        """Run the blocks containing ``markers`` in one shell, in the project directory."""
+        script = "\n".join(self.block(marker) for marker in markers)
+        env = project_env(
+            PATH=f"{self.project.python.parent}{os.pathsep}{os.environ['PATH']}",
+            PGPASSWORD=PASSWORD,  # what psql would ask for
+        )
+        return run(["bash", "-euo", "pipefail", "-c", script], cwd=self.project.path, env=env)
+
+    def sql(self, marker):
+        """Run the SQL block containing ``marker`` as the primary's superuser."""
+        command = ["psql", "-X", "-v", "ON_ERROR_STOP=1", self.primary.superuser_conninfo()]
+        result = subprocess.run(command, input=self.block(marker), capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def documented(project, pg_primary):
+    """Steps 2 to 5 of "Set it up" done as written, for role and database shop_front.
+
+    The bouncer's directory stands for /etc/pgbouncer, so PgBouncer starts before step 4
+    writes userlist.txt there, then restarts to read it (step 4: "then reload").
+    """
+    Docs(project, pg_primary).sql("CREATE ROLE")
+    shipped = (project.path / PGBOUNCER_INI).read_text()
+    with ShippedPgBouncer(pg_primary, shipped, user=SLUG, password=PASSWORD) as bouncer:
+        docs = Docs(project, pg_primary, bouncer)
+        docs.sh("export DATABASE_URL", "pgbouncer_userlist")
+        bouncer.stop()
+        bouncer.start()
+        yield docs
+
+
+def test_documented_show_pools_works_as_written(documented):
+    result = documented.sh("SHOW POOLS")
+    # psql's table: database | user | cl_active | ...
+    assert re.search(rf"^ *{SLUG} *\| *{SLUG} *\|", result.stdout, re.MULTILINE)
+
+
+def test_documented_migrate_works_as_written(documented, pg_primary):
+    documented.sh("export DATABASE_URL", "python manage.py migrate")
+    applied = pg_primary.execute("SELECT count(*) FROM django_migrations", dbname=SLUG)
+    assert applied[0][0] > 10
+
+
+def test_documented_test_run_passes_through_pgbouncer(documented):
+    documented.sql("CREATEDB")
+    assert_passed(documented.sh("export DATABASE_URL", "python -m pytest"))
+
+
+def test_documented_try_without_a_certificate_works_as_written(project, pg_primary, pgbouncer):
+    with ShippedPgBouncer(pg_primary, pgbouncer.shipped) as bouncer:
+        bouncer.stop()
+        Docs(project, pg_primary, bouncer).sh("client_tls_sslmode = disable")
+        for name in ("client_tls_key_file", "client_tls_cert_file"):
+            relocated(bouncer.file_settings[name], bouncer.workdir).unlink()
+        bouncer.start()
+        env = project.env(bouncer, pg_primary, bouncer.database)  # local settings
+        result = project.shell(
+            "from django.db import connection; connection.ensure_connection(); "
+            "print('TLS', connection.connection.pgconn.ssl_in_use)",
+            env=env,
+        )
+    assert "TLS False" in result.stdout
+
+
+def test_ci_runs_at_least_the_documented_pgbouncer_version(project):
+    documented = re.search(r"PgBouncer (\d+)\.(\d+) or newer", docs_text(project))
+    ci = (project.path / ".github" / "workflows" / "ci.yml").read_text()
+    image = re.search(r"image: edoburu/pgbouncer:v(\d+)\.(\d+)", ci)
+    assert tuple(map(int, image.groups())) >= tuple(map(int, documented.groups()))
