@@ -145,13 +145,17 @@ def replica_project(tmp_path_factory, pg_primary, pg_replica, database):
 
 
 @pytest.fixture(scope="module")
-def pooled_project(tmp_path_factory, pg_primary, pgbouncer, database):
-    """``use_pgbouncer``: the application through the harness's PgBouncer."""
+def pooled_project(tmp_path_factory, pg_primary, pgbouncer):
+    """``use_pgbouncer``: the application through the harness's PgBouncer.
+
+    PgBouncer runs the shipped pgbouncer.ini, which routes only its own database and
+    requires TLS: hence ``pgbouncer.database`` and the URL's own ``sslmode``.
+    """
     return make_project(
         {"use_pgbouncer": True},
         tmp_path_factory,
-        DATABASE_URL=with_name(pgbouncer.url(database), "drill"),
-        DATABASE_DIRECT_URL=with_name(pg_primary.url(dbname=database), "drill_direct"),
+        DATABASE_URL=with_name(pgbouncer.url(), "drill") + "&sslmode=require",
+        DATABASE_DIRECT_URL=with_name(pg_primary.url(dbname=pgbouncer.database), "drill_direct"),
     )
 
 
@@ -255,11 +259,11 @@ def test_drill_replica_frozen_mid_load_fails_no_request_within_the_bound(
 # --------------------------------------------------------------------------- pgbouncer
 
 
-def rows_with_tokens(primary, tokens):
+def rows_with_tokens(primary, tokens, dbname):
     rows = primary.execute(
         "SELECT count(*) FROM django_admin_log WHERE object_repr = ANY(%s)",
         [list(tokens)],
-        dbname=DATABASE,
+        dbname=dbname,
     )
     return rows[0][0]
 
@@ -277,7 +281,7 @@ def test_drill_pgbouncer_restarted_mid_load_loses_no_answered_write(
         started = time.time()
         records = load.records()
     answered = [r["token"] for r in records if r["status"] == 201]
-    found = rows_with_tokens(pg_primary, answered)
+    found = rows_with_tokens(pg_primary, answered, pgbouncer.database)
     late_failures = [r for r in failed(records) if r["start"] > started + 1]
     report(
         "pgbouncer restarted",
