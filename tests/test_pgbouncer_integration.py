@@ -23,6 +23,9 @@ from devtools.bakery import PGBOUNCER_INI, AppServer, bake, project_env, project
 from devtools.harness import APP_USER, HarnessError, PgBouncer, ShippedPgBouncer, server_user
 from devtools.harness.pgbouncer import relocated
 
+# One worker runs the whole module: its module-scoped project and servers are set up once.
+pytestmark = pytest.mark.xdist_group("pgbouncer-integration")
+
 ANSWERS = {"use_pgbouncer": True, "django_version": "6.1"}
 SLUG = "shop_front"  # bake()'s project name is "Shop Front"
 SMALL_POOL = 2
