@@ -399,6 +399,15 @@ def test_a_writer_returns_to_the_replica_soon_after_replay_resumes(server, proje
     assert writer.pin() is not None  # back before the cookie expired: the position did it
 
 
+def test_a_replica_restarted_while_the_primary_is_idle_is_read_again(strict_server, project):
+    # Its last replayed transaction is older than the lag limit, and nothing new arrives.
+    time.sleep(LAG_LIMIT + 0.5)
+    project.replica.stop(mode="immediate")
+    project.replica.start()
+    took = wait_until(lambda: Client(strict_server).get("/notes/")["alias"] == "replica1", 10)
+    print(f"\nback on the restarted replica after {took:.2f} s")
+
+
 @pytest.mark.usefixtures("replay_paused")
 def test_readyz_reports_a_replica_past_the_lag_limit_as_skipped(strict_server):
     Client(strict_server).post("/notes/", text=unique("probe"))

@@ -24,12 +24,13 @@ WINDOW = 0.2
 
 # Lag is zero when everything received is replayed, so an idle primary (no new WAL, an
 # old last-replayed timestamp) does not look like lag; otherwise it is the age of the
-# last transaction replayed.
+# last transaction replayed. A restarted receiver reports the start of its segment, before
+# what was replayed: "<=" keeps an idle primary's restarted replica from looking behind.
 STATE_SQL = """
     SELECT pg_is_in_recovery(),
            EXISTS (SELECT FROM pg_stat_wal_receiver),
            pg_last_wal_replay_lsn()::text,
-           CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+           CASE WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0
                 ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())
            END::float
 """
