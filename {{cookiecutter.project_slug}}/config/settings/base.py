@@ -31,6 +31,7 @@ INSTALLED_APPS = [
 {% if cookiecutter.use_read_replica %}
     "config.replicas",
 {% endif %}
+    "users",
     "{{ cookiecutter.project_slug }}",
 ]
 
@@ -70,6 +71,8 @@ TEMPLATES = [
 DATABASES = database.databases(default_url="postgres:///{{ cookiecutter.project_slug }}")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Set before the first migration: Django cannot swap the user model afterwards.
+AUTH_USER_MODEL = "users.User"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
