@@ -15,13 +15,17 @@ PREFIXES = ("DJANGO_", "DATABASE_")
 
 
 @pytest.fixture
-def clean_env(monkeypatch):
-    """Remove every variable the settings read, keeping DJANGO_SETTINGS_MODULE."""
+def clean_env(monkeypatch, tmp_path):
+    """Remove every variable the settings read, keeping DJANGO_SETTINGS_MODULE.
+
+    A developer's own ``.env`` is out of the picture too: settings load without one.
+    """
     import os
 
     for name in list(os.environ):
         if name.startswith(PREFIXES) and name != "DJANGO_SETTINGS_MODULE":
             monkeypatch.delenv(name)
+    monkeypatch.setattr("config.env.DOTENV", tmp_path / "no.env")
     return monkeypatch
 
 

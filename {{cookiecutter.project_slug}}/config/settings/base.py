@@ -15,7 +15,7 @@ from config.replicas.settings import *  # noqa: F403  (DATABASE_ROUTERS, REPLICA
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 DEBUG = False
-ALLOWED_HOSTS = []
+ALLOWED_HOSTS: list[str] = []
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -41,6 +41,7 @@ MIDDLEWARE = [
     "config.replicas.middleware.ReadYourWritesMiddleware",
 {% endif %}
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
