@@ -1,9 +1,10 @@
 """The generated README takes a new user from nothing to a logged-in admin, step by step.
 
 Each test follows the README's marked blocks as written (see ``devtools/readme.py``) against
-the harness's PostgreSQL, on every combination of the options the steps touch. Installing
-is tested once, in a fresh virtualenv; the other steps use the bakery's environments,
-which hold what the install step installs.
+the harness's PostgreSQL, on every combination of the options the steps touch. Installing,
+and serving with ASGI (the ``asgi`` extra), are followed once from nothing in a fresh
+virtualenv; the other tests use the bakery's environments, which hold what the install step
+installs.
 """
 
 import os
@@ -67,6 +68,19 @@ def assert_logged_in(url, page):
     assert "Log out" in page
 
 
+def assert_serves_the_styled_admin(server, base):
+    """Logging in works, and the admin's stylesheet is served by hashed and plain name."""
+    assert_logged_in(*log_in_on(server, base))
+    client = Browser(base)
+    _, _, login_page = client.get("/admin/login/")
+    hashed = re.search(r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"', login_page)
+    assert hashed, "the admin links its stylesheet by a hashed name"
+    for css in (hashed.group(1), "/static/admin/css/base.css"):
+        status, headers, body = client.get(css)
+        assert (status, headers["Content-Type"].split(";")[0]) == (200, "text/css")
+        assert "body" in body
+
+
 def run_local_steps(user, *, database_step):
     readme = steps(user.project / "README.md")
     user.run(database_step, readme[database_step])
@@ -78,20 +92,28 @@ def run_local_steps(user, *, database_step):
     user.run("test", readme["test"])
 
 
-def test_install_step_installs_a_working_project(tmp_path):
-    """In a fresh virtualenv, with nothing but a Python on PATH."""
+@pytest.mark.usefixtures("fresh_databases")
+def test_from_nothing_to_the_admin_under_wsgi_and_asgi_in_a_fresh_virtualenv(tmp_path, pg_primary):
+    """Install into a fresh virtualenv, then serve the admin with each documented server."""
     path = bake({"use_pgbouncer": True, "use_read_replica": True}, tmp_path / "out")
-    bin_dir = tmp_path / "bin"
+    bin_dir = tmp_path / "bin"  # nothing but the README's Python on PATH
     bin_dir.mkdir()
     (bin_dir / "python3.12").symlink_to(getattr(sys, "_base_executable", sys.executable))
     env = project_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    script = "set -euo pipefail\n" + steps(path / "README.md")["install"]
-    run(["bash", "-c", script], cwd=path, env=env, timeout=900)
-    python = path / ".venv" / "bin" / "python"
-    run([python, "manage.py", "check"], cwd=path, env=project_env())
-    for tool in ("ruff", "mypy", "pytest", "pre_commit", "gunicorn"):
-        run([python, "-m", tool, "--version"], cwd=path)
+    readme = steps(path / "README.md")
+    run(["bash", "-c", "set -euo pipefail\n" + readme["install"]], cwd=path, env=env, timeout=900)
     assert (path / ".git" / "hooks" / "pre-commit").exists()
+
+    # From here on the virtualenv is active, as the install step left the shell.
+    python = path / ".venv" / "bin" / "python"
+    user = reader((path, python), pg_primary, PGPASSWORD=pg_primary.password())
+    user.run("database-url", readme["database-url"])
+    for server_step in ("production-local", "asgi"):
+        server = user.run(server_step, readme[server_step])
+        try:
+            assert_serves_the_styled_admin(server, f"http://localhost:{user.values['8000']}")
+        finally:
+            server.stop()
 
 
 @pytest.mark.usefixtures("fresh_databases")
@@ -123,17 +145,7 @@ def test_production_steps_on_your_machine(project, pg_primary):
     with (user.project / ".env").open("a") as dotenv:
         dotenv.write("DJANGO_SECURE_HSTS_SECONDS=not-read-by-production\n")
     server = user.run("production-local", readme["production-local"])
-    base = f"http://localhost:{user.values['8000']}"
     try:
-        url, page = log_in_on(server, base)
-        assert_logged_in(url, page)
-        client = Browser(base)
-        _, _, login_page = client.get("/admin/login/")
-        hashed = re.search(r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"', login_page)
-        assert hashed, "the admin links its stylesheet by a hashed name"
-        for css in (hashed.group(1), "/static/admin/css/base.css"):
-            status, headers, body = client.get(css)
-            assert (status, headers["Content-Type"].split(";")[0]) == (200, "text/css")
-            assert "body" in body
+        assert_serves_the_styled_admin(server, f"http://localhost:{user.values['8000']}")
     finally:
         server.stop()
