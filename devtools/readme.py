@@ -15,13 +15,11 @@ the background until the caller stops it. The only liberty taken with the text i
 a reader puts their own role, password and ports.
 """
 
-import contextlib
 import fcntl
 import http.cookiejar
 import os
 import re
 import select
-import signal
 import subprocess
 import termios
 import time
@@ -29,6 +27,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from devtools.bakery import stop_group
 
 STEP = re.compile(r"^<!-- step: ([\w-]+) -->\n```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
 PLACEHOLDERS = ("USER", "PASSWORD", "5432", "8000")
@@ -183,15 +183,7 @@ class Server:
                 time.sleep(0.2)
 
     def stop(self):
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process)
 
 
 class _LocalhostCookies(http.cookiejar.DefaultCookiePolicy):
