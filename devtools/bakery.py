@@ -145,6 +145,22 @@ def project_env(**variables):
     return env
 
 
+def stop_group(process, timeout=15):
+    """Stop ``process`` and its process group (started with ``start_new_session=True``).
+
+    SIGTERM first, SIGKILL if the group has not ended within ``timeout`` seconds.
+    """
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 class AppServer:
     """gunicorn serving a baked project on a free loopback port, in a process group of its own.
 
@@ -189,15 +205,7 @@ class AppServer:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self):
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process)
 
     def __enter__(self):
         try:

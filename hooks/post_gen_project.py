@@ -118,7 +118,7 @@ def next_steps(answers: dict, project_dir: Path | str) -> list[str]:
         f"cd {shlex.quote(str(project_dir))}",
         f"{python} -m venv .venv && . .venv/bin/activate",
         "python -m pip install --upgrade pip && python -m pip install . --group dev",
-        f"createdb {slug}    # on PostgreSQL {postgresql}, or set DATABASE_URL",
+        f"createdb {slug}    # on PostgreSQL {postgresql}, or DATABASE_URL in .env (README.md)",
     ]
     if answers["use_pgbouncer"]:
         steps.append("# PgBouncer: DATABASE_URL points at it, DATABASE_DIRECT_URL at PostgreSQL")
@@ -126,6 +126,7 @@ def next_steps(answers: dict, project_dir: Path | str) -> list[str]:
         steps.append("# Read replica: list its URL in DATABASE_REPLICA_URLS")
     steps += [
         "python manage.py migrate",
+        "python manage.py createsuperuser",
         "python manage.py runserver",
         "python -m pytest",
     ]

@@ -6,12 +6,16 @@ happens in ``devtools/harness/``, which is usable without pytest.
 """
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from devtools.bakery import PGBOUNCER_INI, bake
+from devtools.bakery import PGBOUNCER_INI, ROOT, bake
 from devtools.harness import APP_DB, Primary, Replica, ShippedPgBouncer
+
+ARTIFACTS = ROOT / "artifacts"  # screenshots and such, kept out of git
+STARTED = time.time()
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +54,14 @@ def pytest_sessionfinish(session, exitstatus):
     if os.environ.get("CI") and skipped and exitstatus == 0:
         reporter.write_line(f"CI: {len(skipped)} test(s) skipped; failing the run.", red=True)
         session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    """List the artifacts this run wrote, so a reader can open them."""
+    written = sorted(
+        path for path in ARTIFACTS.glob("*") if path.is_file() and path.stat().st_mtime >= STARTED
+    )
+    if written:
+        terminalreporter.section("artifacts")
+        for path in written:
+            terminalreporter.write_line(str(path))

@@ -34,12 +34,13 @@ E2E_URLS = """\
 import json
 
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth.models import User
 from django.db import connections
 from django.http import JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
+
+from users.models import User
 
 
 
@@ -133,7 +134,7 @@ def project(request, tmp_path_factory, pg_primary, pg_replica):
     baked.shell(
         """
         import json
-        from django.contrib.auth.models import User
+        from users.models import User
         User.objects.get_or_create(username="e2e")
         print(json.dumps(True))
         """
@@ -271,8 +272,8 @@ def test_a_row_created_inside_atomic_is_read_back_inside_it(project):
         """
         import json, threading
         from django.contrib.admin.models import LogEntry
-        from django.contrib.auth.models import User
         from django.db import transaction
+        from users.models import User
         user = User.objects.get(username="e2e")
         with transaction.atomic():
             entry = LogEntry.objects.create(user=user, action_flag=1, object_repr="atomic")
@@ -296,7 +297,7 @@ def test_a_saved_row_can_be_refreshed_from_the_database(project):
         """
         import json
         from django.contrib.admin.models import LogEntry
-        from django.contrib.auth.models import User
+        from users.models import User
         entry = LogEntry(user=User.objects.get(username="e2e"), action_flag=1, object_repr="a")
         entry.save()
         entry.object_repr = "unsaved"

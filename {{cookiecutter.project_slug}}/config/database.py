@@ -4,6 +4,8 @@ Every settings module calls :func:`databases`; only the defaults differ between
 environments. Credentials come from URLs in the environment, never from the repository.
 """
 
+from typing import Any
+
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
@@ -58,7 +60,8 @@ def parse_url(name, url, *, sslmode=None, connect_timeout=None, query_timeout=No
             f"expected {URL_EXPECTED}."
         )
     try:
-        config = dj_database_url.parse(url, engine=ENGINE)
+        # A plain dict: the entry gains keys dj-database-url's TypedDict does not know.
+        config: dict[str, Any] = dict(dj_database_url.parse(url, engine=ENGINE))
     except ValueError:
         raise ImproperlyConfigured(
             f"{name} is not a valid URL: expected {URL_EXPECTED}, with special "

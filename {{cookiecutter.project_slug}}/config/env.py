@@ -5,10 +5,15 @@ expects, so a bad deploy stops at start-up with a message an operator can act on
 """
 
 import os
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
 REQUIRED = object()
+
+# The developer's own variables, git-ignored; see read_dotenv().
+DOTENV = Path(__file__).resolve().parent.parent / ".env"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -21,6 +26,17 @@ def _raw(name, default, expected):
     if default is REQUIRED:
         raise ImproperlyConfigured(f"{name} is required: set it to {expected}.")
     return None
+
+
+def read_dotenv():
+    """Add the variables of ``DOTENV`` to the environment, when the file exists.
+
+    A variable already set in the environment keeps its value. The local and test settings
+    call this before anything reads the environment; staging and production never do: a
+    deployed process is configured by its environment alone.
+    """
+    if DOTENV.is_file():
+        load_dotenv(DOTENV, override=False)
 
 
 def invalid(name, value, expected):

@@ -28,7 +28,7 @@ MAX_AGE = 1.0
 LIBPQ_KEYWORDS = frozenset(option.keyword.decode() for option in pq.Conninfo.get_defaults())
 
 # What apps ask of some aliases instead of SELECT 1: alias prefix -> (sql, report).
-_questions = {}
+_questions: dict[str, tuple] = {}
 
 
 def register(prefix, sql, report):

@@ -1,4 +1,5 @@
 import importlib
+import os
 import sys
 
 import pytest
@@ -15,13 +16,15 @@ PREFIXES = ("DJANGO_", "DATABASE_")
 
 
 @pytest.fixture
-def clean_env(monkeypatch):
-    """Remove every variable the settings read, keeping DJANGO_SETTINGS_MODULE."""
-    import os
+def clean_env(monkeypatch, tmp_path):
+    """Remove every variable the settings read, keeping DJANGO_SETTINGS_MODULE.
 
+    A developer's own ``.env`` is out of the picture too: settings load without one.
+    """
     for name in list(os.environ):
         if name.startswith(PREFIXES) and name != "DJANGO_SETTINGS_MODULE":
             monkeypatch.delenv(name)
+    monkeypatch.setattr("config.env.DOTENV", tmp_path / "no.env")
     return monkeypatch
 
 
@@ -75,9 +78,11 @@ def deploy_env():
 def relay():
     """A relay to the test database on the primary itself (see tests/relay.py)."""
     settings_dict = connections[PRIMARIES[-1]].settings_dict  # not through a pooler
-    host = settings_dict["HOST"] or "127.0.0.1"
-    if host.startswith("/"):
+    # No HOST in the URL: libpq takes PGHOST, else its Unix socket.
+    host = settings_dict["HOST"] or os.environ.get("PGHOST", "")
+    if not host or host.startswith("/"):
         pytest.skip("the test database is on a Unix socket; the relay needs TCP")
-    relay = FreezableRelay((host, int(settings_dict["PORT"] or 5432)))
+    port = int(settings_dict["PORT"] or os.environ.get("PGPORT") or 5432)
+    relay = FreezableRelay((host, port))
     yield relay
     relay.close()

@@ -17,7 +17,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.core import signing
@@ -36,6 +36,7 @@ from config.replicas.lag import ReplicaState, lag, parse_position
 from config.replicas.middleware import PIN_COOKIE, PIN_SALT, ReadYourWritesMiddleware
 from config.replicas.pinning import begin_unit_of_work, end_unit_of_work, mark_written, pinned
 from config.replicas.router import PrimaryReplicaRouter
+from users.models import User
 
 PRIMARIES = [alias for alias in ("default", "direct") if alias in connections]
 routed = pytest.mark.django_db(transaction=True, databases=["default", "replica1"])

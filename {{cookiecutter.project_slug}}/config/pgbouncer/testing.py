@@ -45,7 +45,7 @@ def django_db_setup(
             verbosity=verbosity,
             interactive=False,
             keepdb=keepdb,
-            aliases={DIRECT},
+            aliases={DIRECT},  # type: ignore[arg-type]  # a set, as Django documents
             serialized_aliases=set(),
         )
 

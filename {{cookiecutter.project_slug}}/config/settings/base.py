@@ -15,7 +15,7 @@ from config.replicas.settings import *  # noqa: F403  (DATABASE_ROUTERS, REPLICA
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 DEBUG = False
-ALLOWED_HOSTS = []
+ALLOWED_HOSTS: list[str] = []
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -31,6 +31,7 @@ INSTALLED_APPS = [
 {% if cookiecutter.use_read_replica %}
     "config.replicas",
 {% endif %}
+    "users",
     "{{ cookiecutter.project_slug }}",
 ]
 
@@ -40,6 +41,7 @@ MIDDLEWARE = [
     "config.replicas.middleware.ReadYourWritesMiddleware",
 {% endif %}
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -70,6 +72,8 @@ TEMPLATES = [
 DATABASES = database.databases(default_url="postgres:///{{ cookiecutter.project_slug }}")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Set before the first migration: Django cannot swap the user model afterwards.
+AUTH_USER_MODEL = "users.User"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -1,8 +1,10 @@
-"""Settings for a developer's machine: debug on, local database by default."""
+"""Settings for a developer's machine: debug on, local database by default, ``.env`` read."""
 
 from config import env
 
-from .base import *  # noqa: F403
+env.read_dotenv()  # before base builds DATABASES from the environment
+
+from .base import *  # noqa: E402, F403
 
 DEBUG = env.boolean("DJANGO_DEBUG", True)
 SECRET_KEY = env.string("DJANGO_SECRET_KEY", "django-insecure-local-development-only")

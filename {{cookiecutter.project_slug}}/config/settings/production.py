@@ -17,6 +17,14 @@ CSRF_TRUSTED_ORIGINS = env.strings("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 # DATABASE_URL is required here and connections use TLS unless the URL says otherwise.
 DATABASES = database.databases(sslmode="require")
 
+# WhiteNoise serves the files collectstatic gathered in STATIC_ROOT: names carry a hash
+# of the content, so browsers cache them for good, and compressed copies are sent to
+# clients that accept them.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
 # TLS ends at the load balancer, which tells Django the original scheme.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.boolean("DJANGO_SECURE_SSL_REDIRECT", True)

@@ -1,10 +1,13 @@
 """Settings for the test suite."""
 
+from config import env
 {% if cookiecutter.use_read_replica %}
 from config.replicas.databases import mirror_default
-
 {% endif %}
-from .base import *  # noqa: F403
+
+env.read_dotenv()  # the suite runs against the database the developer's .env names
+
+from .base import *  # noqa: E402, F403
 
 SECRET_KEY = "django-insecure-test-only"  # noqa: S105 (a key for tests only)
 ALLOWED_HOSTS = ["testserver"]
