@@ -28,7 +28,7 @@ from devtools.bakery import (
     run,
 )
 from devtools.browser import chromium
-from devtools.harness import APP_USER
+from devtools.harness import APP_USER, PgBouncer
 
 ARTIFACTS = ROOT / "artifacts"
 COMBINATIONS = combinations(("django_version", "use_pgbouncer", "use_read_replica"))
@@ -49,6 +49,15 @@ class Site:
 
     def manage(self, *args):
         run([self.python, "manage.py", *args], cwd=self.path, env=self.env)
+
+
+@pytest.fixture(scope="module")
+def any_database_pgbouncer(pg_primary):
+    """PgBouncer routing every database name: each test here migrates a database of its own,
+    which the shipped pgbouncer.ini (exercised by test_pgbouncer_integration) does not route.
+    """
+    with PgBouncer(pg_primary) as server:
+        yield server
 
 
 @pytest.fixture(params=COMBINATIONS, ids=combination_id)
@@ -73,7 +82,7 @@ def site(request, tmp_path, pg_primary):
     )
     replica = None
     if answers["use_pgbouncer"]:
-        env["DATABASE_URL"] = request.getfixturevalue("pgbouncer").url(dbname=database)
+        env["DATABASE_URL"] = request.getfixturevalue("any_database_pgbouncer").url(database)
         env["DATABASE_DIRECT_URL"] = pg_primary.url(dbname=database)
     if answers["use_read_replica"]:
         replica = request.getfixturevalue("pg_replica")

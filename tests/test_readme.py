@@ -32,11 +32,17 @@ def project(request, tmp_path):
 
 @pytest.fixture
 def fresh_databases(pg_primary):
-    """Drop the databases the steps make, so the next test starts from nothing again."""
+    """Drop the databases the steps make, before (another module may have made them) and
+    after, so every test starts from nothing."""
+
+    def drop():
+        for name in (SLUG, f"test_{SLUG}"):
+            database = sql.Identifier(name)
+            pg_primary.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
+
+    drop()
     yield
-    for name in (SLUG, f"test_{SLUG}"):
-        statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        pg_primary.execute(statement)
+    drop()
 
 
 def reader(project, pg_primary, **variables):
