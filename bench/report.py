@@ -268,7 +268,8 @@ def render(args, skipped, configs, runs, summary, micro, machine, wall: float, d
         f"{args.short_duration:g}s each with "
         f"`wrk -t{args.threads} -c{args.connections} --latency`.",
         f"- WSGI: gunicorn, {args.workers} sync workers; ASGI: gunicorn with {args.workers} "
-        "`uvicorn.workers.UvicornWorker` workers (h11, no uvloop/httptools). All on "
+        "`uvicorn_worker.UvicornWorker` workers (the project's `asgi` extra: httptools and "
+        "uvloop, as the README serves `config.asgi`). All on "
         "127.0.0.1; PostgreSQL has fsync off.",
         f"- PgBouncer: transaction mode, SCRAM, default_pool_size={args.pool_size}, "
         "reserve_pool_size=0, server TLS off. TLS rows: self-signed cert on the primary, "

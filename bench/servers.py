@@ -63,11 +63,11 @@ class Servers:
             shutil.copytree(APP_FILES, project, dirs_exist_ok=True)
             self.projects[name] = project
             self.pythons[name] = bakery.project_python(project, self.args.django)
-            # The ASGI rows need uvicorn, which is not a project dependency.
+            # The ASGI rows serve as the README does: the project's optional `asgi` extra.
             python = self.pythons[name]
-            if bakery.run([python, "-c", "import uvicorn"], check=False).returncode != 0:
-                log(f"installing uvicorn into {python}")
-                bakery.run([python, "-m", "pip", "install", "--quiet", "uvicorn"])
+            if bakery.run([python, "-c", "import uvicorn_worker"], check=False).returncode != 0:
+                log(f"installing the project's asgi extra into {python}")
+                bakery.run([python, "-m", "pip", "install", "--quiet", f"{project}[asgi]"])
             log(f"baked {name}: {project}")
 
     def _skip_project(self, name: str, reason: str) -> None:
@@ -171,7 +171,7 @@ class Servers:
             # gunicorn managing uvicorn workers: `uvicorn --workers N` (0.54, h11) stalls
             # ~44 ms on every keep-alive request on loopback, which would measure the stall.
             app = "config.asgi:application"
-            options += ["--worker-class", "uvicorn.workers.UvicornWorker"]
+            options += ["--worker-class", "uvicorn_worker.UvicornWorker"]
         env = self.env_for(config.project, config.env, tls=config.tls)
         python, project = self.pythons[config.project], self.projects[config.project]
         return bakery.AppServer(python, project, env, app=app, options=options)
