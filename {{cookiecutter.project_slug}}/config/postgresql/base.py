@@ -41,16 +41,28 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _execute(self, execute, sql, params, many, context):
         try:
-            with self.bounded(self.query_timeout):
-                return execute(sql, params, many, context)
+            return self._bounded_execute(execute, sql, params, many, context)
         except DatabaseError as error:
             if not self.may_repeat(sql, many, context, error):
                 raise
         self.close()
         self.ensure_connection()
         context["cursor"].cursor = self.create_cursor()
-        with self.bounded(self.query_timeout):
-            return execute(sql, params, many, context)
+        return self._bounded_execute(execute, sql, params, many, context)
+
+    def _bounded_execute(self, execute, *args):
+        # Inline rather than through bounded(): this runs for every query.
+        if not self.query_timeout or self.connection.broken:
+            return execute(*args)
+        wait = watchdog.start(self.connection.pgconn.socket, self.query_timeout)
+        try:
+            return execute(*args)
+        except DatabaseError:
+            if wait.expired:
+                raise self.timeout_error(self.query_timeout) from None
+            raise
+        finally:
+            watchdog.stop(wait)
 
     def may_repeat(self, sql, many, context, error):
         """Return True when a failed query is a read whose session the server ended."""
@@ -82,7 +94,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         timeout, a pooler restart) leaves an error message or end-of-file to read. A quiet
         socket proves nothing about a silent network, which the query bound covers.
         """
-        if self.connection.info.transaction_status != TransactionStatus.IDLE:
+        if self.connection.pgconn.transaction_status != TransactionStatus.IDLE:
             return False
         readable, _, _ = select.select([self.connection.pgconn.socket], [], [], 0)
         return not readable
@@ -99,10 +111,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
             except DatabaseError:
                 if not wait.expired:
                     raise
-                raise QueryTimeout(
-                    f"Database {self.alias!r} did not answer within {seconds:g}s; "
-                    "its connection was closed."
-                ) from None
+                raise self.timeout_error(seconds) from None
+
+    def timeout_error(self, seconds):
+        return QueryTimeout(
+            f"Database {self.alias!r} did not answer within {seconds:g}s; "
+            "its connection was closed."
+        )
 
 
 class QueryTimeout(OperationalError):

@@ -20,47 +20,58 @@ class Watchdog:
     """Shut the socket of every registered wait that outlives its deadline."""
 
     def __init__(self):
-        self._waits = {}  # key -> (deadline, socket file descriptor)
+        self._waits = {}  # the waits under way, as an ordered set
         self._lock = threading.Lock()
         self._pid = None
 
+    def start(self, fileno, seconds):
+        """Register a wait on socket ``fileno`` limited to ``seconds``; return it."""
+        if self._pid != os.getpid():  # a forked worker does not inherit the thread
+            self._start_thread()
+        wait = Wait(time.monotonic() + seconds, fileno)
+        self._waits[wait] = None
+        return wait
+
+    def stop(self, wait):
+        """End ``wait``, which the watchdog may have cut (``wait.expired``)."""
+        with self._lock:  # never cut a socket once its wait is over
+            self._waits.pop(wait, None)
+
     @contextlib.contextmanager
     def bound(self, fileno, seconds):
-        """Limit the wait inside the block to ``seconds``; yield a :class:`Wait`."""
-        wait = Wait(seconds)
-        self._ensure_running()
-        self._waits[wait] = (time.monotonic() + seconds, fileno)
+        """Limit the wait inside the block to ``seconds``; yield the :class:`Wait`."""
+        wait = self.start(fileno, seconds)
         try:
             yield wait
         finally:
-            with self._lock:  # never cut a socket once its wait is over
-                self._waits.pop(wait, None)
+            self.stop(wait)
 
-    def _ensure_running(self):
-        if self._pid != os.getpid():  # a forked worker does not inherit the thread
-            with self._lock:
-                if self._pid != os.getpid():
-                    threading.Thread(target=self._run, name="db-deadlines", daemon=True).start()
-                    self._pid = os.getpid()
+    def _start_thread(self):
+        with self._lock:
+            if self._pid != os.getpid():
+                threading.Thread(target=self._run, name="db-deadlines", daemon=True).start()
+                self._pid = os.getpid()
 
     def _run(self):
         while True:
             time.sleep(TICK)
             now = time.monotonic()
-            for wait, (deadline, fileno) in list(self._waits.items()):
-                if deadline <= now:
+            for wait in list(self._waits):
+                if wait.deadline <= now:
                     with self._lock:
-                        if wait in self._waits:
-                            del self._waits[wait]
+                        if self._waits.pop(wait, False) is None:
                             wait.expired = True
-                            _shut_down(fileno)
+                            _shut_down(wait.fileno)
 
 
 class Wait:
     """One bounded wait; ``expired`` tells whether the watchdog cut it."""
 
-    def __init__(self, seconds):
-        self.seconds = seconds
+    __slots__ = ("deadline", "expired", "fileno")
+
+    def __init__(self, deadline, fileno):
+        self.deadline = deadline
+        self.fileno = fileno
         self.expired = False
 
 
