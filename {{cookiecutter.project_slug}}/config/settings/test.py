@@ -14,6 +14,10 @@ ALLOWED_HOSTS = ["testserver"]
 
 # Hashing passwords slowly protects real users, not test fixtures.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Tests collect no static files: WhiteNoise finds them per request, as under DEBUG,
+# instead of scanning a STATIC_ROOT that does not exist.
+WHITENOISE_AUTOREFRESH = True
 {% if cookiecutter.use_read_replica %}
 
 # Replicas read the test database itself, without replication lag.
