@@ -20,7 +20,6 @@ Connecting is bounded by libpq's ``connect_timeout``, and a ``SELECT 1`` health 
 the same number of seconds: a server that cannot answer that fast is as good as down.
 """
 
-import contextlib
 import select
 
 from django.db import DatabaseError, OperationalError
@@ -51,15 +50,17 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return self._bounded_execute(execute, sql, params, many, context)
 
     def _bounded_execute(self, execute, *args):
-        # Inline rather than through bounded(): this runs for every query.
-        if not self.query_timeout or self.connection.broken:
+        if not self.query_timeout or self.connection.broken:  # a broken one fails at once
             return execute(*args)
         wait = watchdog.start(self.connection.pgconn.socket, self.query_timeout)
         try:
             return execute(*args)
         except DatabaseError:
             if wait.expired:
-                raise self.timeout_error(self.query_timeout) from None
+                raise QueryTimeout(
+                    f"Database {self.alias!r} did not answer within {self.query_timeout:g}s; "
+                    "its connection was closed."
+                ) from None
             raise
         finally:
             watchdog.stop(wait)
@@ -84,8 +85,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return True
         if not self.health_check_timeout:
             return super().is_usable()
-        with self.bounded(float(self.health_check_timeout)):
+        wait = watchdog.start(self.connection.pgconn.socket, float(self.health_check_timeout))
+        try:
             return super().is_usable()  # False, not an error, once the watchdog cuts it
+        finally:
+            watchdog.stop(wait)
 
     def idle_and_silent(self):
         """Return True when the connection is idle and the server has sent nothing since.
@@ -98,26 +102,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return False
         readable, _, _ = select.select([self.connection.pgconn.socket], [], [], 0)
         return not readable
-
-    @contextlib.contextmanager
-    def bounded(self, seconds):
-        """Bound the server waits inside the block to ``seconds`` on the open connection."""
-        if not seconds or self.connection.broken:  # a broken one fails at once anyway
-            yield
-            return
-        with watchdog.bound(self.connection.pgconn.socket, seconds) as wait:
-            try:
-                yield
-            except DatabaseError:
-                if not wait.expired:
-                    raise
-                raise self.timeout_error(seconds) from None
-
-    def timeout_error(self, seconds):
-        return QueryTimeout(
-            f"Database {self.alias!r} did not answer within {seconds:g}s; "
-            "its connection was closed."
-        )
 
 
 class QueryTimeout(OperationalError):

@@ -37,15 +37,6 @@ class Watchdog:
         with self._lock:  # never cut a socket once its wait is over
             self._waits.pop(wait, None)
 
-    @contextlib.contextmanager
-    def bound(self, fileno, seconds):
-        """Limit the wait inside the block to ``seconds``; yield the :class:`Wait`."""
-        wait = self.start(fileno, seconds)
-        try:
-            yield wait
-        finally:
-            self.stop(wait)
-
     def _start_thread(self):
         with self._lock:
             if self._pid != os.getpid():
