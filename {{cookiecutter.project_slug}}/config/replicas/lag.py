@@ -98,10 +98,6 @@ class ReplicaLag:
         self._looking = set()  # aliases one thread is looking at right now
         self._lock = threading.Lock()
 
-    def state(self, alias):
-        """Return the last look at ``alias``, or None."""
-        return self._states.get(alias)
-
     def due(self, alias):
         """Return True to exactly one caller once the last look at ``alias`` is stale."""
         state = self._states.get(alias)
