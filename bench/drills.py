@@ -15,12 +15,9 @@ from bench.log import log
 from bench.measure import terminate_app_backends
 from bench.servers import Servers
 from devtools import bakery
+from devtools.load import failed
 
 CONFIGS = ("persistent", *PEERS)
-
-
-def _failed(records):
-    return [r for r in records if not (r["status"] or 0) < 400]
 
 
 def drill(servers: Servers, key: str, seconds: float) -> dict:
@@ -51,9 +48,9 @@ def drill(servers: Servers, key: str, seconds: float) -> dict:
     after = [r for r in records if r["start"] >= answering]
     return {
         "sent": len(records),
-        "terminate_failed": len(_failed(phase)),
-        "down_failed": len(_failed(down)),
-        "after_failed": len(_failed(after)),
+        "terminate_failed": len(failed(phase)),
+        "down_failed": len(failed(down)),
+        "after_failed": len(failed(after)),
     }
 
 

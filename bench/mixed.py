@@ -13,6 +13,7 @@ from bench.configurations import Config
 from bench.log import log
 from bench.servers import Servers
 from devtools import bakery
+from devtools.load import failed
 
 WRITE_SHARE = 0.1
 CLIENTS = 16
@@ -50,7 +51,7 @@ def analyse(records: list[dict]) -> dict:
                     break
     return {
         "requests": len(records),
-        "failed": sum(1 for r in records if not (r["status"] or 0) < 400),
+        "failed": len(failed(records)),
         "reads": len(reads),
         "replica_share": len(on_replica) / len(reads) if reads else None,
         "return_median_s": statistics.median(returns) if returns else None,

@@ -49,6 +49,11 @@ def request(opener, url, *, write):
     return record
 
 
+def failed(records):
+    """The records of requests that got no answer, or an error status (redirects are followed)."""
+    return [record for record in records if not (record["status"] or 0) < 400]
+
+
 def load(base, path, *, clients, seconds, max_requests, write, **mix):
     """Run the load; return every request's record, in start order.
 

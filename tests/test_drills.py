@@ -23,6 +23,7 @@ from psycopg import sql
 
 from devtools.bakery import ROOT, AppServer, bake, project_env, project_python, run
 from devtools.harness import APP_USER
+from devtools.load import failed
 
 # One worker runs the whole module: its module-scoped projects are set up once.
 pytestmark = pytest.mark.xdist_group("drills")
@@ -176,10 +177,6 @@ class Load:
     def records(self):
         assert self.process.wait(timeout=120) == 0
         return json.loads(self.out.read_text())
-
-
-def failed(records):
-    return [record for record in records if not (record["status"] or 0) < 300]
 
 
 def in_flight(records, instant):
