@@ -8,13 +8,15 @@ started and ended, its status, and the body's ``alias`` (or the error). ``--writ
 POSTs carrying a unique ``token``, so a drill can count afterwards which answered writes
 are in the database; ``--write-share 0.1 --write-path /w/`` makes one request in ten such a
 write and the others reads of PATH, as a site's users do, and ``--pause`` gives each client
-time to think between requests. Loopback only.
+time to think between requests. SIGTERM ends the load early, with its records written.
+Loopback only.
 """
 
 import argparse
 import http.cookiejar
 import json
 import random
+import signal
 import threading
 import time
 import urllib.error
@@ -54,11 +56,13 @@ def failed(records):
     return [record for record in records if not (record["status"] or 0) < 400]
 
 
-def load(base, path, *, clients, seconds, max_requests, write, **mix):
+def load(base, path, *, clients, seconds, max_requests, write, stop=None, **mix):
     """Run the load; return every request's record, in start order.
 
     ``mix`` may hold ``write_share``, ``write_path`` and ``pause`` (see the module docstring).
+    Setting the ``stop`` event ends the load before its time is up.
     """
+    stop = stop or threading.Event()
     write_share, write_path = mix.get("write_share", 0.0), mix.get("write_path")
     pause = mix.get("pause", 0.0)
     deadline = time.monotonic() + seconds
@@ -68,7 +72,7 @@ def load(base, path, *, clients, seconds, max_requests, write, **mix):
         cookies = urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
         opener = urllib.request.build_opener(cookies)
         choose = random.Random(number)  # a workload mix, the same each run
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stop.is_set():
             with lock:
                 if len(records) >= max_requests:
                     return
@@ -105,6 +109,8 @@ def main():
         parser.error("the load goes to loopback only")
     if args.write_share and not args.write_path:
         parser.error("--write-share needs --write-path")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     records = load(
         args.base,
         args.path,
@@ -112,6 +118,7 @@ def main():
         seconds=args.seconds,
         max_requests=args.max_requests,
         write=args.write,
+        stop=stop,
         write_share=args.write_share,
         write_path=args.write_path,
         pause=args.pause,

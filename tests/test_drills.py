@@ -178,6 +178,11 @@ class Load:
         assert self.process.wait(timeout=120) == 0
         return json.loads(self.out.read_text())
 
+    def stop(self):
+        """End the load now; return its records."""
+        self.process.terminate()
+        return self.records()
+
 
 def in_flight(records, instant):
     return [record for record in records if record["start"] <= instant <= record["end"]]
@@ -214,27 +219,35 @@ def get_status(url, **headers):
 def test_drill_replica_killed_mid_load_fails_no_request_and_reads_return(
     replica_project, pg_replica
 ):
+    # Once the replica has caught up: the cool-down (2 s) since the last failed try, then
+    # a connection and a look at its lag. The rest is slack for a busy machine.
+    bound = 2 + 2
     with replica_project.serving() as server:
-        load = Load(server, "/read/", seconds=16)
+        load = Load(server, "/read/", seconds=120)
         time.sleep(3)
         killed = time.time()
         pg_replica.stop(mode="immediate")
         time.sleep(4)
-        restarted = time.time()
+        restarting = time.time()
         pg_replica.start()
-        records = load.records()
-    back = [r for r in after(restarted, records) if r.get("alias") == "replica1"]
+        # Crash recovery, then catching up on the primary: PostgreSQL's time, not ours.
+        pg_replica.wait_for_replay(timeout=60)
+        ready = time.time()
+        time.sleep(bound + 3)
+        records = load.stop()
+        log = server.log_tail()
+    back = [r for r in after(ready, records) if r.get("alias") == "replica1"]
     report(
         "replica killed",
         records,
         in_flight_at_kill=len(in_flight(records, killed)),
-        back_on_replica_after_s=back[0]["start"] - restarted if back else None,
+        replica_caught_up_s=ready - restarting,
+        back_on_replica_after_s=back[0]["start"] - ready if back else None,
     )
     assert failed(records) == []
-    assert back, "reads never returned to the restarted replica"
-    # The cool-down (2 s), then the replica's WAL receiver must be streaming again, which
-    # PostgreSQL retries every wal_retrieve_retry_interval (5 s).
-    assert back[0]["start"] - restarted < 2 + 5 + 1
+    state = pg_replica.execute("SELECT * FROM pg_stat_wal_receiver")
+    assert back, f"reads never returned to the restarted replica\n{state}\n{log}"
+    assert back[0]["start"] - ready < bound
 
 
 def test_drill_replica_frozen_mid_load_fails_no_request_within_the_bound(
