@@ -284,14 +284,15 @@ def test_drill_pgbouncer_restarted_mid_load_loses_no_answered_write(
     pooled_project, pgbouncer, pg_primary
 ):
     with pooled_project.serving() as server:
-        load = Load(server, "/write/", seconds=10, write=True)
+        load = Load(server, "/write/", seconds=120, write=True)
         time.sleep(3)
         stopped = time.time()
         pgbouncer.stop()
         time.sleep(2)
         pgbouncer.start()
         started = time.time()
-        records = load.records()
+        time.sleep(5)
+        records = load.stop()
     answered = [r["token"] for r in records if r["status"] == 201]
     found = rows_with_tokens(pg_primary, answered, pgbouncer.database)
     late_failures = [r for r in failed(records) if r["start"] > started + 1]
@@ -336,16 +337,18 @@ def test_drill_primary_restarted_mid_load_recovers_with_no_failure_once_it_answe
 ):
     probes = []
 
-    def probe(base, until):
-        while time.time() < until:
+    done = threading.Event()
+
+    def probe(base):
+        while not done.is_set():
             started = time.time()
             status, _ = get_status(base + "/readyz/")
             probes.append({"start": started, "status": status})
             time.sleep(0.2)
 
     with default_project.serving() as server:
-        load = Load(server, "/read/", seconds=10)
-        prober = threading.Thread(target=probe, args=(server.base, time.time() + 10))
+        load = Load(server, "/read/", seconds=120)
+        prober = threading.Thread(target=probe, args=(server.base,))
         prober.start()
         time.sleep(3)
         stopping = time.time()
@@ -354,7 +357,9 @@ def test_drill_primary_restarted_mid_load_recovers_with_no_failure_once_it_answe
         time.sleep(3)
         pg_primary.start()
         answering = time.time()
-        records = load.records()
+        time.sleep(4)
+        records = load.stop()
+        done.set()
         prober.join()
     during = [r for r in records if r["start"] < answering and r["end"] > stopping]
     late = [r for r in failed(records) if r not in during]
