@@ -147,10 +147,15 @@ def run_once(servers: Servers, config: Config, repetition: int) -> Run:
 
 
 def measure(servers: Servers, configs: list[Config]) -> list[Run]:
-    """Every configuration once per repetition, interleaved: A B C, A B C, ...."""
+    """Every configuration once per repetition, interleaved and rotated: A B C, B C A, ....
+
+    Rotating gives every configuration every place in the order, so a drift within a
+    repetition (a warming cache, a neighbour's load) favours none of them.
+    """
     runs = []
     for repetition in range(1, servers.args.reps + 1):
-        for config in configs:
+        shift = (repetition - 1) % len(configs)
+        for config in configs[shift:] + configs[:shift]:
             run = run_once(servers, config, repetition)
             runs.append(run)
             one = run.views.get("one", {})

@@ -261,7 +261,7 @@ def render(args, skipped, configs, runs, summary, micro, machine, wall: float, d
         "",
         "## Method",
         "",
-        f"- {args.reps} repetition(s), configurations interleaved (A B C … × {args.reps}); "
+        f"- {args.reps} repetition(s), configurations interleaved and rotated (A B C, B C A, …); "
         "each run "
         f"starts a fresh app server, warms up {args.warmup:g}s on `/bench/one/`, then loads "
         f"`/bench/one/` {args.duration:g}s, `/bench/five/` and `/bench/nodb/` "
