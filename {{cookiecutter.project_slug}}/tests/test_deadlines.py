@@ -39,6 +39,26 @@ def test_a_query_to_a_frozen_server_fails_within_its_bound(relay, through):
     assert time.monotonic() - started < 1.0
 
 
+def test_a_fetch_from_a_server_side_cursor_of_a_frozen_server_fails_within_its_bound(
+    relay, through
+):
+    with through.chunked_cursor() as cursor:  # what .iterator() uses
+        cursor.execute("SELECT generate_series(1, 10)")
+        assert cursor.fetchmany(2) == [(1,), (2,)]
+        relay.freeze()
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match=r"'relayed' did not answer within 0.5s"):
+            cursor.fetchmany(2)
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_server_side_cursor_iterates_every_row(through):
+    with through.chunked_cursor() as cursor:
+        cursor.execute("SELECT generate_series(1, 5)")
+        cursor.cursor.itersize = 2
+        assert [row for (row,) in cursor] == [1, 2, 3, 4, 5]
+
+
 def test_the_next_query_gets_a_new_connection(relay, through):
     relay.freeze()
     with pytest.raises(OperationalError), through.cursor() as cursor:

@@ -4,9 +4,10 @@ and a health check that costs no round trip.
 Each entry of ``DATABASES`` gives:
 
 ``QUERY_TIMEOUT``
-    The longest a query may wait for the server on an open connection (``None`` or ``0``:
-    no limit). Past it the connection is closed and the query fails with
-    ``OperationalError``; Django opens a new connection for the next one.
+    The longest a query, or a fetch from a server-side cursor (``.iterator()``), may wait
+    for the server on an open connection (``None`` or ``0``: no limit). Past it the
+    connection is closed and the query fails with ``OperationalError``; Django opens a new
+    connection for the next one.
 ``HEALTH_CHECK``
     How ``CONN_HEALTH_CHECKS`` tests a reused connection: ``"socket"`` (the default) looks
     at the socket without a round trip; ``"query"`` is Django's own ``SELECT 1``.
@@ -22,9 +23,9 @@ the same number of seconds: a server that cannot answer that fast is as good as 
 
 import select
 
+import psycopg
 from django.db import DatabaseError, OperationalError
 from django.db.backends.postgresql import base
-from psycopg import ServerCursor
 from psycopg.pq import TransactionStatus
 
 from config.postgresql.deadlines import watchdog
@@ -38,24 +39,31 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self.health_check_timeout = self.settings_dict["OPTIONS"].get("connect_timeout")
         self.execute_wrappers.append(self._execute)
 
+    def create_cursor(self, name=None):
+        cursor = super().create_cursor(name)
+        if name and self.query_timeout:
+            return BoundedFetches(cursor, self.bounded)
+        return cursor
+
     def _execute(self, execute, sql, params, many, context):
         try:
-            return self._bounded_execute(execute, sql, params, many, context)
+            return self.bounded(execute, sql, params, many, context)
         except DatabaseError as error:
             if not self.may_repeat(sql, many, context, error):
                 raise
         self.close()
         self.ensure_connection()
         context["cursor"].cursor = self.create_cursor()
-        return self._bounded_execute(execute, sql, params, many, context)
+        return self.bounded(execute, sql, params, many, context)
 
-    def _bounded_execute(self, execute, *args):
+    def bounded(self, call, *args):
+        """Return ``call(*args)``, a wait on the server cut after ``QUERY_TIMEOUT``."""
         if not self.query_timeout or self.connection.broken:  # a broken one fails at once
-            return execute(*args)
+            return call(*args)
         wait = watchdog.start(self.connection.pgconn.socket, self.query_timeout)
         try:
-            return execute(*args)
-        except DatabaseError:
+            return call(*args)
+        except (DatabaseError, psycopg.Error):  # a fetch raises psycopg's own errors
             if wait.expired:
                 raise QueryTimeout(
                     f"Database {self.alias!r} did not answer within {self.query_timeout:g}s; "
@@ -74,7 +82,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             and self.get_autocommit()
             and not self.in_atomic_block
             and not many
-            and not isinstance(context["cursor"].cursor, ServerCursor)
+            and not isinstance(context["cursor"].cursor, (psycopg.ServerCursor, BoundedFetches))
             and sql.lstrip()[:6].upper() == "SELECT"
         )
 
@@ -102,6 +110,30 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return False
         readable, _, _ = select.select([self.connection.pgconn.socket], [], [], 0)
         return not readable
+
+
+class BoundedFetches:
+    """A server-side cursor whose fetches, each a wait on the server, are bounded too."""
+
+    def __init__(self, cursor, bounded):
+        self._cursor = cursor
+        self._bounded = bounded
+
+    def __getattr__(self, name):
+        return getattr(self._cursor, name)
+
+    def __iter__(self):
+        while rows := self.fetchmany(self._cursor.itersize):
+            yield from rows
+
+    def fetchone(self):
+        return self._bounded(self._cursor.fetchone)
+
+    def fetchmany(self, size=0):
+        return self._bounded(self._cursor.fetchmany, size)
+
+    def fetchall(self):
+        return self._bounded(self._cursor.fetchall)
 
 
 class QueryTimeout(OperationalError):
