@@ -9,6 +9,8 @@ A tiny URLconf for these tests is written into the baked project, not into the t
 import contextlib
 import http.cookiejar
 import json
+import os
+import signal
 import textwrap
 import time
 import urllib.parse
@@ -373,6 +375,29 @@ def test_other_clients_skip_a_replica_past_the_lag_limit(strict_server):
     Client(strict_server).post("/notes/", text=unique("lagging"))
     time.sleep(LAG_LIMIT + 1.5)  # past the limit, and past the last look at the replica
     assert Client(strict_server).get("/notes/")["alias"] == "default"
+
+
+@pytest.fixture
+def receiver_frozen(pg_primary, pg_replica):
+    """Freeze the replica's WAL receiver, as a partition from its primary would: the
+    replica replays everything it received and reports itself streaming, with no lag."""
+    [(pid,)] = pg_replica.execute("SELECT pid FROM pg_stat_wal_receiver")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        pg_replica.wait_for_replay(pg_primary)
+
+
+@pytest.mark.usefixtures("receiver_frozen")
+def test_other_clients_skip_a_replica_cut_off_from_its_primary(strict_server):
+    text = unique("cut off")
+    Client(strict_server).post("/notes/", text=text)
+    time.sleep(LAG_LIMIT + 1.5)  # past the limit, and past the last look at the replica
+    body = Client(strict_server).get("/notes/")
+    assert body["alias"] == "default"
+    assert text in body["notes"]
 
 
 def test_other_clients_read_a_replica_again_once_it_catches_up(strict_server, project):

@@ -32,7 +32,14 @@ from config.readiness import readiness
 from config.replicas import checks, use_primary
 from config.replicas.databases import mirror_default
 from config.replicas.health import health
-from config.replicas.lag import ReplicaState, lag, parse_position
+from config.replicas.lag import (
+    PrimaryPositions,
+    ReplicaState,
+    lag,
+    parse_position,
+    primary_positions,
+    written_position,
+)
 from config.replicas.middleware import PIN_COOKIE, PIN_SALT, ReadYourWritesMiddleware
 from config.replicas.pinning import begin_unit_of_work, end_unit_of_work, mark_written, pinned
 from config.replicas.router import PrimaryReplicaRouter
@@ -47,11 +54,13 @@ def fresh_state():
     """Each test starts unpinned, as a request does, with every replica presumed up."""
     health.reset()
     lag.reset()
+    primary_positions.reset()
     tokens = begin_unit_of_work()
     yield
     end_unit_of_work(tokens)
     health.reset()
     lag.reset()
+    primary_positions.reset()
 
 
 def forget_writes():
@@ -816,6 +825,63 @@ def test_a_replica_is_looked_at_again_after_the_window(monkeypatch):
 def test_wal_positions_compare_as_numbers():
     assert parse_position("16/B374D848") == (0x16 << 32) + 0xB374D848
     assert parse_position("1/0") > parse_position("0/FFFFFFFF")
+
+
+@pytest.mark.parametrize(
+    ("insert", "written"),
+    [(5 * 8192 + 24, 5 * 8192), (3 * 2**24 + 40, 3 * 2**24), (5 * 8192 + 96, 5 * 8192 + 96)],
+    ids=["past-a-page-header", "past-a-segment-header", "mid-page"],
+)
+def test_an_insert_position_past_a_page_header_is_the_page_start(insert, written):
+    assert written_position(insert) == written
+    assert written_position(None) is None
+
+
+def test_a_replica_short_of_a_learnt_position_lags_since_it_was_learnt():
+    positions = PrimaryPositions()
+    positions.learn(200, now=100.0)
+    positions.learn(300, now=103.0)
+    assert positions.lag(100, now=105.0) == 5.0
+    assert positions.lag(200, now=105.0) == 2.0
+    assert positions.lag(300, now=105.0) == 0.0
+
+
+def test_positions_learnt_close_together_are_dated_by_the_first():
+    positions = PrimaryPositions()
+    positions.learn(200, now=100.0)
+    positions.learn(300, now=100.05)
+    assert positions.lag(250, now=101.0) == 1.0
+
+
+def test_a_position_learnt_again_keeps_its_first_date():
+    positions = PrimaryPositions()
+    positions.learn(200, now=100.0)
+    positions.learn(200, now=104.0)
+    positions.learn(150, now=104.0)
+    assert positions.lag(100, now=105.0) == 5.0
+
+
+@routed
+def test_a_replica_that_has_not_replayed_a_write_learnt_long_ago_is_skipped(settings):
+    # Cut off from its primary, a replica replays all it received and reports no lag.
+    settings.REPLICA_MAX_LAG_SECONDS = 1.0
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_insert_lsn()::text")
+        now = parse_position(cursor.fetchone()[0])
+    primary_positions.learn(now + 2**20, now=time.monotonic() - 5)
+    entries = LogEntry.objects.all()
+    list(entries)
+    assert entries.db == "default"
+
+
+@routed
+@uses_views
+def test_a_write_teaches_the_process_the_primarys_position(client, user):
+    cookie = client.get("/write/").cookies[PIN_COOKIE]
+    request = RequestFactory().get("/", HTTP_COOKIE=f"{PIN_COOKIE}={cookie.value}")
+    position = parse_position(request.get_signed_cookie(PIN_COOKIE, salt=PIN_SALT))
+    assert primary_positions.lag(position - 1) > 0
+    assert primary_positions.lag(position) == 0
 
 
 # Streaming responses ------------------------------------------------------------------

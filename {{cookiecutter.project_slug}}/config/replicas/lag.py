@@ -6,8 +6,15 @@ reads from a replica only once the replica has replayed the primary's WAL positi
 that write. The state is asked of the replica (never of the primary, so a read-only
 request still never touches it) by the first request to use the replica after the last
 look has aged past :data:`WINDOW`; the other requests use the last look.
+
+A replica cut off from its primary (a partition, a hung WAL receiver) replays all it
+received and reports no lag. So the process also remembers the primary's positions it
+learnt from writes and pin cookies (:class:`PrimaryPositions`): a replica that has not
+replayed one of them lags by at least the time since it was learnt.
 """
 
+import bisect
+import dataclasses
 import logging
 import threading
 import time
@@ -47,6 +54,20 @@ def parse_position(text):
         return None
     high, _, low = text.partition("/")
     return (int(high, 16) << 32) + int(low, 16)
+
+
+# pg_current_wal_insert_lsn() reports a write that ended a WAL page as the start of the
+# next page's first record, past the page header; a replica's replay position stops
+# before that header. A record cannot end just after a header, so these are page starts.
+WAL_PAGE = 8192
+PAGE_HEADERS = (24, 40)  # short, and long (the first page of a segment)
+
+
+def written_position(position):
+    """Return the end of the last record written, given the primary's insert position."""
+    if position is not None and position % WAL_PAGE in PAGE_HEADERS:
+        return position - position % WAL_PAGE
+    return position
 
 
 @dataclass(frozen=True)
@@ -90,6 +111,66 @@ class ReplicaState:
         return position is None or (self.position is not None and self.position >= position)
 
 
+class PrimaryPositions:
+    """The primary's WAL positions this process learnt, each with when it first learnt it.
+
+    Positions learnt within :attr:`SPACING` of each other share one entry, dated by the
+    first: lag read from them is overstated by that much at most, never understated.
+    """
+
+    SPACING = 0.1  # seconds
+    KEEP = 1000  # entries; past that the oldest go, and a stuck replica still looks stuck
+
+    def __init__(self):
+        self._positions = []  # increasing
+        self._times = []  # time.monotonic() at which each was learnt
+        self._lock = threading.Lock()
+
+    def learn(self, position, now=None):
+        """Record that the primary has reached ``position``."""
+        if position is None or (self._positions and position <= self._positions[-1]):
+            return  # the fast path: nothing new, no lock
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self._positions and position <= self._positions[-1]:
+                return
+            if self._times and now - self._times[-1] < self.SPACING:
+                self._positions[-1] = position
+                return
+            self._positions.append(position)
+            self._times.append(now)
+            if len(self._positions) > self.KEEP:
+                del self._positions[: self.KEEP // 2], self._times[: self.KEEP // 2]
+
+    def lag(self, replayed, now=None):
+        """Return the seconds since the primary was first known to be past ``replayed``."""
+        if replayed is None:
+            return 0.0
+        with self._lock:
+            first_past = bisect.bisect_right(self._positions, replayed)
+            if first_past == len(self._positions):
+                return 0.0
+            learnt = self._times[first_past]
+        return (time.monotonic() if now is None else now) - learnt
+
+    def reset(self):
+        """Forget every position (for tests)."""
+        with self._lock:
+            self._positions.clear()
+            self._times.clear()
+
+
+primary_positions = PrimaryPositions()
+
+
+def with_known_lag(state):
+    """Return ``state`` with its lag raised to what :data:`primary_positions` shows, if more."""
+    known = primary_positions.lag(state.position)
+    if state.lag is None or known <= state.lag:
+        return state
+    return dataclasses.replace(state, lag=known)
+
+
 class ReplicaLag:
     """The last look at every replica, shared by the threads of the process."""
 
@@ -115,7 +196,7 @@ class ReplicaLag:
             with connection.cursor() as cursor:
                 cursor.execute(state_sql(alias))
                 state = ReplicaState.from_row(cursor.fetchone(), time.monotonic())
-            self.record(alias, state)
+            self.record(alias, with_known_lag(state))
         finally:
             with self._lock:
                 self._looking.discard(alias)
@@ -155,7 +236,7 @@ def state_sql(alias):
 
 def probe_report(values):
     """Return what ``/readyz/`` tells of a replica: its lag and whether reads skip it."""
-    state = ReplicaState.from_text(values)
+    state = with_known_lag(ReplicaState.from_text(values))
     return {
         "lag_seconds": None if state.lag is None else round(state.lag, 3),
         "streaming": state.streaming,

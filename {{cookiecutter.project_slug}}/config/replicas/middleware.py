@@ -13,7 +13,12 @@ from django.conf import settings
 from django.db import connections
 
 from config.aliases import DEFAULT
-from config.replicas.lag import POSITION_SQL, parse_position
+from config.replicas.lag import (
+    POSITION_SQL,
+    parse_position,
+    primary_positions,
+    written_position,
+)
 from config.replicas.pinning import (
     begin_unit_of_work,
     end_unit_of_work,
@@ -83,15 +88,19 @@ class ReadYourWritesMiddleware:
         # The signature's own timestamp bounds the pin: a client cannot extend it.
         value = request.get_signed_cookie(PIN_COOKIE, None, salt=PIN_SALT, max_age=seconds)
         try:
-            return parse_position(value)
+            position = parse_position(value)
         except ValueError:
             return None
+        primary_positions.learn(position)
+        return position
 
     def primary_position(self):
         """Return the primary's WAL position now, after the request's writes committed."""
         with connections[DEFAULT].cursor() as cursor:
             cursor.execute(POSITION_SQL)
-            return parse_position(cursor.fetchone()[0])
+            position = written_position(parse_position(cursor.fetchone()[0]))
+        primary_positions.learn(position)
+        return position
 
     def pin(self, response, position):
         """Set the pin cookie to ``position``."""
