@@ -2,6 +2,7 @@
 with the app's connections and new sessions counted on the servers.
 """
 
+import os
 import re
 import statistics
 import threading
@@ -9,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 
@@ -30,6 +32,7 @@ class Run:
     conns_median: float | None = None
     replica_conns_max: int | None = None
     new_sessions: int | None = None
+    cpu_us: float | None = None  # the app workers' CPU time per /bench/one/ request
     error: str | None = None
 
 
@@ -75,6 +78,23 @@ class Sampler(threading.Thread):
         return self.samples
 
 
+def workers_cpu_seconds(master_pid: int) -> float:
+    """CPU time (user + system) used so far by the processes ``master_pid`` started.
+
+    Less disturbed than throughput by what else the machine runs: a neighbour that
+    takes the CPU slows the workers down, but does not make them use more of it.
+    """
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if int(fields[1]) == master_pid:  # fields[0] is the state, [1] the parent
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def sessions(primary) -> int:
     """Sessions the app database has had since the server started."""
     rows = primary.execute(
@@ -118,7 +138,10 @@ def run_once(servers: Servers, config: Config, repetition: int) -> Run:
             sampler.start()
             if replica_sampler:
                 replica_sampler.start()
+            cpu_before = workers_cpu_seconds(server.process.pid)
             result = wrk(url, seconds, args)
+            cpu = workers_cpu_seconds(server.process.pid) - cpu_before
+            run.cpu_us = cpu / result.requests * 1e6 if result.requests else None
             samples = sampler.finish()
             replica_samples = replica_sampler.finish() if replica_sampler else []
             time.sleep(args.settle)  # lets backends flush their session counters

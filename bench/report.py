@@ -46,6 +46,7 @@ def summarize(runs: list[Run], configs: list[Config]) -> dict[str, dict]:
             "rps_by_rep": {r.repetition: r.views["one"]["rps"] for r in all_runs},
             "p50": _median(v["p50_ms"] for v in one),
             "p99": _median(v["p99_ms"] for v in one),
+            "cpu_us": _median(r.cpu_us for r in all_runs),
             "conns_max": max(
                 (r.conns_max for r in all_runs if r.conns_max is not None), default=None
             ),
@@ -180,10 +181,17 @@ def peer_targets(summary: dict, mark) -> list[str]:
     ]
     ratio = statistics.median(paired)
     spread = f", per repetition {min(paired):.2f}–{max(paired):.2f}" if len(paired) > 1 else ""
-    return [
+    lines = [
         f"- shipped default ≥ 1.0× the fastest peer (`{fastest}`), median of per-repetition "
         f"ratios: {ratio:.2f}×{spread} → {mark(ratio >= 1.0)}"
     ]
+    if ours["cpu_us"] and peers[fastest]["cpu_us"]:
+        lines.append(
+            f"- (info) app workers' CPU per request: {ours['cpu_us']:,.0f} µs against "
+            f"{peers[fastest]['cpu_us']:,.0f} µs for `{fastest}` "
+            f"({ours['cpu_us'] / peers[fastest]['cpu_us']:.3f}×; lower is better)"
+        )
+    return lines
 
 
 def drill_section(drills: dict) -> list[str]:
@@ -277,6 +285,9 @@ def render(args, skipped, configs, runs, summary, micro, machine, wall: float, d
         "- req/s: median over repetitions. Ratio range: min–max of the per-repetition ratios "
         "to `startproject` in the same repetition. Latency: median of per-run p50/p99 on "
         "`/bench/one/`.",
+        "- App CPU: user + system CPU time of the app server's worker processes during the "
+        "`/bench/one/` load, per request served (median over runs). A neighbour that takes the "
+        "CPU lowers req/s but not this, so it compares configurations more steadily.",
         "- Server conns: the app role's client backends in `pg_stat_activity` on the primary, "
         "sampled every 0.2s during the `/bench/one/` load (max over runs / median sample). "
         "New sessions: delta of `pg_stat_database.sessions` for the app database during that "
@@ -285,15 +296,15 @@ def render(args, skipped, configs, runs, summary, micro, machine, wall: float, d
         "## Results (one primary-key SELECT per request unless noted)",
         "",
         "| configuration | req/s (1 query) | × startproject (range) | ÷ no-DB view | p50 ms | "
-        "p99 ms | req/s (5 queries) | req/s (no DB) | primary conns max / median | "
-        "new sessions per 1000 req |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "p99 ms | app CPU µs / req | req/s (5 queries) | req/s (no DB) | "
+        "primary conns max / median | new sessions per 1000 req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for config in configs:
         row = summary.get(config.key)
         if row is None:
             reason = skipped.get(config.key) or "failed in every run (see below)"
-            out.append(f"| {config.label} | skipped: {reason} | | | | | | | | |")
+            out.append(f"| {config.label} | skipped: {reason} | | | | | | | | | |")
             continue
         ratio = _fmt(row["ratio"], 2, "×")
         if row["ratio_min"] is not None and row["runs"] > 1:
@@ -306,7 +317,8 @@ def render(args, skipped, configs, runs, summary, micro, machine, wall: float, d
             label += f" ⚠ {row['runs'] - row['clean_runs']} run(s) with errors"
         out.append(
             f"| {label} | {_fmt(row['rps']['one'])} | {ratio} | {_fmt(row['to_nodb'], 2)} | "
-            f"{_fmt(row['p50'], 1)} | {_fmt(row['p99'], 1)} | {_fmt(row['rps']['five'])} | "
+            f"{_fmt(row['p50'], 1)} | {_fmt(row['p99'], 1)} | {_fmt(row['cpu_us'])} | "
+            f"{_fmt(row['rps']['five'])} | "
             f"{_fmt(row['rps']['nodb'])} | {conns} | {_fmt(row['sessions_per_1000'], 1)} |"
         )
     out += ["", "## Router decision cost", ""]
