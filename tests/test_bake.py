@@ -52,6 +52,7 @@ class Baked:
             "DJANGO_SECRET_KEY": SECRET_KEY,
             "DJANGO_ALLOWED_HOSTS": "shop.example.com",
             "DATABASE_URL": "postgres://shop:pw@db.example.com:5432/shop",
+            "DATABASE_SSLMODE": "verify-full",  # as the README's Deploy section sets it
         }
         if self.answers["use_pgbouncer"]:
             env["DATABASE_URL"] = "postgres://shop:pw@pgbouncer.example.com:6432/shop"

@@ -1,8 +1,8 @@
 """ASGI entry point; defaults to the production settings and Django's connection pool.
 
-Under ASGI a persistent connection (``CONN_MAX_AGE``) is never reused: the benchmark
-measured one new server session per request and ran out of server connections. Django's
-psycopg pool is shared by every request of the process, so it is the default here.
+Under ASGI every request gets database connections of its own, so persistent connections
+(``CONN_MAX_AGE``) are never reused; as Django's documentation advises, a pool
+(``DATABASE_POOL``) keeps connections between requests instead.
 """
 
 import os

@@ -1,8 +1,8 @@
-"""A TCP relay to the test database that can be frozen.
+"""A TCP relay to the test database that can freeze or cut the link.
 
-Frozen, it keeps the connections open and passes nothing back: what a client sees of a
-stopped server process or a network partition, where the kernel still acknowledges
-every packet.
+Frozen, it keeps the connections open and passes nothing either way: what a client sees of
+a stopped server process or a network partition, where the kernel still accepts every
+packet. Cut, it closes every relayed connection at once: a broken link.
 """
 
 import contextlib
@@ -12,7 +12,7 @@ import time
 
 
 class FreezableRelay:
-    """Relay TCP connections to ``target``; ``freeze()`` stops passing bytes back."""
+    """Relay TCP connections to ``target``; ``freeze()`` stops them, ``cut()`` breaks them."""
 
     def __init__(self, target):
         self.target = target
@@ -32,14 +32,14 @@ class FreezableRelay:
             server = socket.create_connection(self.target)
             self.sockets += [client, server]
             self.accepted += 1
-            for pipe in ((client, server, "up"), (server, client, "down")):
+            for pipe in ((client, server), (server, client)):
                 threading.Thread(target=self.pump, args=pipe, daemon=True).start()
 
-    def pump(self, source, sink, direction):
+    def pump(self, source, sink):
         try:
             while data := source.recv(65536):
-                while direction == "down" and self.frozen.is_set():
-                    time.sleep(0.05)  # hold the server's answer until thawed or closed
+                while self.frozen.is_set():
+                    time.sleep(0.01)  # hold the bytes until thawed or cut
                 sink.sendall(data)
         except OSError:
             pass
@@ -51,10 +51,18 @@ class FreezableRelay:
     def freeze(self):
         self.frozen.set()
 
-    def close(self):
+    def thaw(self):
         self.frozen.clear()
-        self.listener.close()
+
+    def cut(self):
+        """Break every relayed connection, both ways, as a failed link does."""
         for sock in self.sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self):
+        self.frozen.clear()
+        self.listener.close()
+        self.cut()
+        for sock in self.sockets:
             sock.close()

@@ -3,9 +3,9 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
-from django.db.backends.postgresql.base import DatabaseWrapper
 
 from config import database
+from config.backends.postgresql.base import BoundedConnection, DatabaseWrapper
 
 URL = "postgres://app:s3cret@db.example.com:5432/app"
 
@@ -17,7 +17,7 @@ def build(**kwargs):
 def test_database_url_is_parsed(environ):
     environ(DATABASE_URL=URL)
     config = build()
-    assert config["ENGINE"] == "config.postgresql"
+    assert config["ENGINE"] == "config.backends.postgresql"
     assert (config["USER"], config["PASSWORD"]) == ("app", "s3cret")
     assert (config["HOST"], config["PORT"], config["NAME"]) == ("db.example.com", 5432, "app")
 
@@ -131,16 +131,6 @@ def test_connections_persist_with_health_checks_by_default(environ):
     assert "pool" not in config["OPTIONS"]
 
 
-def test_health_checks_look_at_the_socket_by_default(environ):
-    environ(DATABASE_URL=URL)
-    assert build()["HEALTH_CHECK"] == "socket"
-
-
-def test_database_health_check_query_restores_djangos_check(environ):
-    environ(DATABASE_URL=URL, DATABASE_HEALTH_CHECK="query")
-    assert build()["HEALTH_CHECK"] == "query"
-
-
 def test_database_conn_max_age_sets_the_lifetime(environ):
     environ(DATABASE_URL=URL, DATABASE_CONN_MAX_AGE="0")
     assert build()["CONN_MAX_AGE"] == 0
@@ -159,6 +149,22 @@ def test_database_pool_uses_djangos_pool_instead_of_persistent_connections(envir
     config = build()
     assert config["CONN_MAX_AGE"] == 0
     assert config["OPTIONS"]["pool"] == {"min_size": 1, "max_size": 4, "timeout": 10.0}
+
+
+def test_the_pool_checks_a_connection_before_handing_it_out(environ):
+    # Django gives psycopg's pool its check when CONN_HEALTH_CHECKS is on.
+    environ(DATABASE_URL=URL, DATABASE_POOL="true")
+    assert build()["CONN_HEALTH_CHECKS"] is True
+
+
+def test_connections_carry_the_project_name(environ):
+    environ(DATABASE_URL=URL)
+    assert build()["OPTIONS"]["application_name"] == database.APPLICATION_NAME
+
+
+def test_an_application_name_in_the_url_wins(environ):
+    environ(DATABASE_URL=f"{URL}?application_name=worker")
+    assert build()["OPTIONS"]["application_name"] == "worker"
 
 
 def test_pool_keeps_the_url_options(environ):
@@ -202,6 +208,8 @@ def test_pool_settings_connect_to_postgresql():
             cursor.execute("SELECT 1")
             assert cursor.fetchone() == (1,)
         assert pooled.pool is not None  # type: ignore[attr-defined]  # (django-stubs 5.2)
+        assert isinstance(pooled.connection, BoundedConnection)
+        assert pooled.connection.timeout == connection.settings_dict["QUERY_TIMEOUT"]
     finally:
         pooled.close()
         pooled.close_pool()  # type: ignore[attr-defined]

@@ -2,7 +2,9 @@
 
 from django.core.exceptions import ImproperlyConfigured
 
-from config import aliases, database, env
+from config import env
+from config.aliases import DEFAULT, DIRECT
+from config.database_url import URL_EXPECTED, parse
 
 # URL parameters that only work on a connection of one's own, and why.
 SESSION_BOUND = {
@@ -19,16 +21,17 @@ CHANNEL_BINDING = (
 )
 
 
-def databases(pooled, url, *, sslmode):
-    """Return ``default``, the ``pooled`` entry for PgBouncer at ``url``, and ``direct``.
+def databases(databases, url, *, sslmode, **timeouts):
+    """Return ``databases`` with ``default`` made safe for PgBouncer at ``url``, and ``direct``.
 
     ``direct`` is the primary at ``DATABASE_DIRECT_URL``, which defaults to ``url``: with
     one server both aliases reach it. It closes its connections after each request.
     """
-    direct_url = env.string("DATABASE_DIRECT_URL", url, expected=database.URL_EXPECTED)
+    direct_url = env.string("DATABASE_DIRECT_URL", url, expected=URL_EXPECTED)
     return {
-        aliases.DEFAULT: transaction_pooling(pooled),
-        aliases.DIRECT: database.parse_url("DATABASE_DIRECT_URL", direct_url, sslmode=sslmode),
+        **databases,
+        DEFAULT: transaction_pooling(databases[DEFAULT]),
+        DIRECT: parse("DATABASE_DIRECT_URL", direct_url, sslmode=sslmode, **timeouts),
     }
 
 

@@ -1,0 +1,282 @@
+"""``config.backends.postgresql``: every wait bounded, and nothing sent twice.
+
+The server is the real test database behind a relay that freezes or cuts the link
+(``tests/relay.py``).
+"""
+
+import resource
+import socket
+import threading
+import time
+
+import pytest
+from django.db import OperationalError, close_old_connections, connection, connections
+from psycopg import sql
+
+from config import database
+from config.aliases import PRIMARIES
+from config.backends.postgresql.base import DatabaseWrapper
+
+BOUND = 0.5  # QUERY_TIMEOUT of the relayed connection, seconds
+DATABASE_KEYS = ("NAME", "USER", "PASSWORD", "HOST", "PORT")
+SLACK = 0.5  # how late past its bound a wait may end
+
+
+@pytest.fixture
+def through(relay, db):
+    """A connection to the test database through the relay, waits bounded to ``BOUND``."""
+    primary = connections[PRIMARIES[-1]].settings_dict  # what the relay reaches
+    settings_dict = {
+        **primary,
+        "HOST": "127.0.0.1",
+        "PORT": relay.port,
+        "QUERY_TIMEOUT": BOUND,
+        "CONN_HEALTH_CHECKS": True,  # as DATABASE_URL's connections have them
+        "OPTIONS": {**primary["OPTIONS"], "connect_timeout": 2},
+    }
+    wrapper = DatabaseWrapper(settings_dict, alias="relayed")
+    wrapper.inc_thread_sharing()  # within() calls it from a thread of its own
+    wrapper.ensure_connection()
+    yield wrapper
+    wrapper.close()
+
+
+@pytest.fixture
+def table(db):
+    """A table of the test database, committed, so that another session can see it."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bounded (n int)")
+        cursor.execute("TRUNCATE bounded")
+    yield "bounded"
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE bounded")
+
+
+def rows(table):
+    with connection.cursor() as cursor:
+        cursor.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+        return cursor.fetchone()[0]
+
+
+def within(call, *args):
+    """Return ``call(*args)``, failing the test if it has not ended ``BOUND + SLACK`` later.
+
+    The call runs in a thread of its own, so a wait that is not bounded fails the test
+    instead of hanging it.
+    """
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = call(*args)
+        except BaseException as error:  # handed to the test's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(BOUND + SLACK)
+    if thread.is_alive():
+        pytest.fail(f"still waiting {BOUND + SLACK:g}s later: the wait is not bounded")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def execute(wrapper, query):
+    with wrapper.cursor() as cursor:
+        cursor.execute(query)
+
+
+# Bounded waits -------------------------------------------------------------------------
+
+
+def test_a_query_to_a_frozen_server_fails_within_its_bound(relay, through):
+    relay.freeze()
+    expected = r"the server did not answer within 0\.5s; the connection was closed"
+    with pytest.raises(OperationalError, match=expected):
+        within(execute, through, "SELECT 1")
+
+
+def test_a_fetch_from_a_server_side_cursor_of_a_frozen_server_fails_within_its_bound(
+    relay, through
+):
+    with through.chunked_cursor() as cursor:  # what .iterator() uses
+        cursor.execute("SELECT generate_series(1, 10)")
+        assert cursor.fetchmany(2) == [(1,), (2,)]
+        relay.freeze()
+        with pytest.raises(OperationalError, match="did not answer"):
+            within(cursor.fetchmany, 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_commit_to_a_frozen_server_fails_within_its_bound_and_commits_nothing(
+    relay, through, table
+):
+    through.set_autocommit(False)
+    with through.cursor() as cursor:
+        cursor.execute("INSERT INTO bounded VALUES (1)")
+    relay.freeze()  # the COMMIT never reaches the server
+    with pytest.raises(OperationalError, match="did not answer"):
+        within(through.commit)
+    relay.close()  # the server session ends, and its transaction with it
+    time.sleep(0.2)
+    assert rows(table) == 0
+
+
+def test_a_rollback_on_a_frozen_server_fails_within_its_bound(relay, through):
+    through.set_autocommit(False)
+    with through.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    relay.freeze()
+    with pytest.raises(OperationalError, match="did not answer"):
+        within(through.rollback)
+
+
+def test_the_connection_that_timed_out_is_closed_and_the_next_query_reconnects(relay, through):
+    relay.freeze()
+    with pytest.raises(OperationalError):
+        within(execute, through, "SELECT 1")
+    assert through.connection.closed
+    relay.thaw()
+    with through.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+
+
+def test_a_query_that_answers_in_time_is_not_cut(through):
+    with through.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(0.2), 1")
+        assert cursor.fetchone()[1] == 1
+
+
+def test_no_query_timeout_means_no_bound(relay, db):
+    primary = connections[PRIMARIES[-1]].settings_dict
+    settings_dict = {**primary, "HOST": "127.0.0.1", "PORT": relay.port, "QUERY_TIMEOUT": 0}
+    wrapper = DatabaseWrapper(settings_dict, alias="unbounded")
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(1.0), 1")
+        assert cursor.fetchone()[1] == 1
+    wrapper.close()
+
+
+# A connection the server ended ----------------------------------------------------------
+
+
+def terminate(wrapper):
+    """End ``wrapper``'s server session from another connection, as an operator would."""
+    pid = wrapper.connection.info.backend_pid
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    deadline = time.monotonic() + 5
+    while wrapper.is_usable() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the server's goodbye crosses the relay
+
+
+def test_a_quiet_idle_connection_is_usable_without_a_round_trip(relay, through):
+    relay.freeze()  # a round trip would now wait for its bound
+    started = time.monotonic()
+    assert through.is_usable() is True
+    assert time.monotonic() - started < 0.05
+
+
+def test_a_connection_the_server_ended_is_not_usable(through):
+    terminate(through)
+    assert through.is_usable() is False
+
+
+def test_a_statement_after_the_server_ended_the_session_runs_on_a_new_connection(through):
+    terminate(through)
+    with through.cursor() as cursor:  # checked before the statement is sent
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+
+
+def test_a_transaction_whose_session_ended_fails_instead_of_moving(through):
+    through.set_autocommit(False)
+    with through.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    terminate(through)
+    with pytest.raises(OperationalError), through.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    through.close()
+
+
+@pytest.fixture
+def descriptors():
+    """Hold 1,100 descriptors open, so the next connection's socket is numbered past 1023."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the descriptor limit ({hard}) is below 1,200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [socket.socket() for _ in range(1100)]
+    yield
+    for sock in held:
+        sock.close()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_query_after_close_old_connections_works_past_descriptor_1023(descriptors):
+    connection.close()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert connection.connection.pgconn.socket > 1023
+    close_old_connections()  # what Django runs around every request
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+
+
+# Nothing is sent twice -------------------------------------------------------------------
+
+PLACE_ORDER = """
+    CREATE OR REPLACE FUNCTION place_order() RETURNS int LANGUAGE sql AS $$
+        INSERT INTO bounded VALUES (1);
+        SELECT 1 FROM pg_sleep(0.6);
+    $$
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("query", ["SELECT place_order()", sql.SQL("SELECT place_order()")])
+def test_a_side_effecting_select_whose_link_is_cut_runs_once(relay, through, table, query):
+    with connection.cursor() as cursor:
+        cursor.execute(PLACE_ORDER)
+    threading.Timer(0.3, relay.cut).start()
+    with pytest.raises(OperationalError):
+        execute(through, query)
+    time.sleep(0.6)  # the server finishes the function and commits, its client gone
+    assert rows(table) == 1
+
+
+@pytest.fixture
+def pooled(environ, db):
+    """A wrapper configured as ``DATABASE_POOL=true`` configures one, on the test database."""
+    environ(DATABASE_URL="postgres:///unused", DATABASE_POOL="true", DATABASE_POOL_MIN_SIZE="2")
+    built = database.databases()["default"]  # CONN_MAX_AGE, CONN_HEALTH_CHECKS, OPTIONS
+    settings_dict = {**connection.settings_dict, **built}
+    settings_dict |= {key: connection.settings_dict[key] for key in DATABASE_KEYS}
+    settings_dict["OPTIONS"]["application_name"] = "pooled"
+    wrapper = DatabaseWrapper(settings_dict, alias="pooled")
+    yield wrapper
+    wrapper.close()
+    wrapper.close_pool()  # type: ignore[attr-defined]  # (django-stubs 5.2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pooled_connections_the_server_ended_are_replaced_before_use(pooled, table):
+    for _ in range(3):
+        with pooled.cursor() as cursor:  # opens the pool
+            cursor.execute("SELECT 1")
+        pooled.close()  # back to the pool, as at the end of a request
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'pooled'"
+            )
+        time.sleep(0.1)
+        for _ in range(10):
+            with pooled.cursor() as cursor:
+                cursor.execute("INSERT INTO bounded VALUES (1)")
+            pooled.close()
+    assert rows(table) == 30
