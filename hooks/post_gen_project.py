@@ -21,12 +21,12 @@ MANIFEST = {
         "config/pgbouncer",
         "deploy/pgbouncer",
         "docs/pgbouncer.md",
-        "tests/test_pgbouncer.py",
+        "tests/pgbouncer",
     ],
     ("use_read_replica", True): [
         "config/replicas",
         "docs/read-replicas.md",
-        "tests/test_replicas.py",
+        "tests/replicas",
     ],
     ("ci", "github"): [".github"],
 }

@@ -14,7 +14,7 @@ ROOT_URLCONF = "bench_urls"
 SESSION_COOKIE_SECURE = False
 
 # Extra benchmark-only configuration (bench/run --extra): persistent connections without
-# the template's per-request health check, to price that check.
+# Django's health checks, to price them.
 if os.environ.get("BENCH_CONN_HEALTH_CHECKS") == "false":
     for _database in DATABASES.values():  # noqa: F405
         _database["CONN_HEALTH_CHECKS"] = False
@@ -50,7 +50,10 @@ if _fixed := os.environ.get("BENCH_FIXED_PIN"):
 
     REPLICA_PIN_SECONDS = float(_fixed)
     REPLICA_MAX_LAG_SECONDS = REPLICA_PIN_SECONDS / 2
-    _serves = ReplicaLag.serves
-    ReplicaLag.serves = lambda self, alias, position: (
+    _may_serve, _serves = ReplicaLag.may_serve, ReplicaLag.serves
+    ReplicaLag.may_serve = lambda self, alias, position: (  # type: ignore[method-assign]
+        position is None and _may_serve(self, alias, position)
+    )
+    ReplicaLag.serves = lambda self, alias, position: (  # type: ignore[method-assign]
         position is None and _serves(self, alias, position)
     )

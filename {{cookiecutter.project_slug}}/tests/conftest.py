@@ -7,7 +7,7 @@ from django.db import connections
 
 from config.aliases import PRIMARIES
 {% if cookiecutter.use_pgbouncer %}
-from config.pgbouncer.testing import django_db_setup  # noqa: F401  (replaces pytest-django's)
+from tests.pgbouncer.database import django_db_setup  # noqa: F401  (replaces pytest-django's)
 {% endif %}
 from tests.relay import FreezableRelay
 

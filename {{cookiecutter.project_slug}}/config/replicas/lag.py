@@ -1,16 +1,16 @@
-"""How far each replica is behind, learnt from the replica itself at most once a window.
+"""How far each replica is behind: learnt from the replica itself, at most once a window.
 
-A replica is skipped by every client while it is not a streaming standby or lags more
-than ``REPLICA_MAX_LAG_SECONDS``, and taken back once it catches up. A client that wrote
-reads from a replica only once the replica has replayed the primary's WAL position after
-that write. The state is asked of the replica (never of the primary, so a read-only
-request still never touches it) by the first request to use the replica after the last
-look has aged past :data:`WINDOW`; the other requests use the last look.
+A replica is skipped by every client while it is not a streaming standby or lags more than
+``REPLICA_MAX_LAG_SECONDS``, and taken back once it catches up. A client that wrote reads from
+a replica only once the replica has replayed the primary's WAL position after that write. The
+state is asked of the replica (never of the primary, so a read-only request still never
+touches it) when a read is about to run there and the last look is older than :data:`WINDOW`;
+routing in between uses the last look and makes no call (``config.replicas.router``).
 
-A replica cut off from its primary (a partition, a hung WAL receiver) replays all it
-received and reports no lag. So the process also remembers the primary's positions it
-learnt from writes and pin cookies (:class:`PrimaryPositions`): a replica that has not
-replayed one of them lags by at least the time since it was learnt.
+A replica cut off from its primary (a partition, a hung WAL receiver) replays all it received
+and reports no lag. So the process also remembers the primary's positions it learnt from
+writes and pin cookies (:class:`PrimaryPositions`): a replica that has not replayed one of them
+lags by at least the time since it was learnt.
 """
 
 import bisect
@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+
+from config.replicas import wal
 
 logger = logging.getLogger(__name__)
 
@@ -41,33 +43,6 @@ STATE_SQL = """
                 ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())
            END::float
 """
-# In tests a replica alias mirrors the test database itself: it is always caught up.
-MIRROR_STATE_SQL = "SELECT true, true, pg_current_wal_insert_lsn()::text, 0::float"
-# The primary's position after a unit of work's writes have committed: the insert
-# position, since with synchronous_commit off a commit returns before its WAL is written.
-POSITION_SQL = "SELECT pg_current_wal_insert_lsn()::text"
-
-
-def parse_position(text):
-    """Return WAL position ``'16/B374D848'`` as an integer (``None`` for ``None``)."""
-    if text is None:
-        return None
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
-
-
-# pg_current_wal_insert_lsn() reports a write that ended a WAL page as the start of the
-# next page's first record, past the page header; a replica's replay position stops
-# before that header. A record cannot end just after a header, so these are page starts.
-WAL_PAGE = 8192
-PAGE_HEADERS = (24, 40)  # short, and long (the first page of a segment)
-
-
-def written_position(position):
-    """Return the end of the last record written, given the primary's insert position."""
-    if position is not None and position % WAL_PAGE in PAGE_HEADERS:
-        return position - position % WAL_PAGE
-    return position
 
 
 @dataclass(frozen=True)
@@ -81,16 +56,9 @@ class ReplicaState:
     seen: float = 0.0  # time.monotonic() of the look
 
     @classmethod
-    def from_row(cls, row, seen=0.0):
+    def from_row(cls, row, seen):
         in_recovery, streaming, position, lag = row
-        return cls(in_recovery, streaming, parse_position(position), lag, seen)
-
-    @classmethod
-    def from_text(cls, values):
-        """Build a state from the text values of a ``STATE_SQL`` row (for the probe)."""
-        in_recovery, streaming, position, lag = values
-        lag = None if lag is None else float(lag)
-        return cls(in_recovery == "t", streaming == "t", parse_position(position), lag)
+        return cls(in_recovery, streaming, wal.parse(position), lag, seen)
 
     def problem(self, max_lag):
         """Return why reads must skip this replica, or None."""
@@ -115,60 +83,54 @@ class PrimaryPositions:
     """The primary's WAL positions this process learnt, each with when it first learnt it.
 
     Positions learnt within :attr:`SPACING` of each other share one entry, dated by the
-    first: lag read from them is overstated by that much at most, never understated.
+    first: lag read from them is overstated by that much at most, never understated. Entries
+    are kept for :attr:`KEEP` seconds, longer than PostgreSQL's ``wal_receiver_timeout``
+    (60 s), after which a replica cut off from its primary says so itself. A position the
+    primary reports below one learnt earlier means a new primary (a failover to a standby
+    that had not received everything): the positions past it are forgotten.
     """
 
     SPACING = 0.1  # seconds
-    KEEP = 1000  # entries; past that the oldest go, and a stuck replica still looks stuck
+    KEEP = 120.0  # seconds
 
     def __init__(self):
         self._positions = []  # increasing
-        self._times = []  # time.monotonic() at which each was learnt
+        self._times = []  # time.monotonic() at which each was first learnt
         self._lock = threading.Lock()
 
-    def learn(self, position, now=None):
-        """Record that the primary has reached ``position``."""
-        if position is None or (self._positions and position <= self._positions[-1]):
+    def learn(self, position, *, from_primary=False, now=None):
+        """Record that the primary has reached ``position`` (told by the primary itself, or
+        by a client's pin cookie)."""
+        if position is None:
+            return
+        if self._positions and position <= self._positions[-1] and not from_primary:
             return  # the fast path: nothing new, no lock
         now = time.monotonic() if now is None else now
         with self._lock:
+            if from_primary:  # the primary is the authority on where it is
+                del_from = bisect.bisect_right(self._positions, position)
+                del self._positions[del_from:], self._times[del_from:]
             if self._positions and position <= self._positions[-1]:
                 return
+            stale = bisect.bisect_left(self._times, now - self.KEEP)
+            del self._positions[:stale], self._times[:stale]
             if self._times and now - self._times[-1] < self.SPACING:
                 self._positions[-1] = position
-                return
-            self._positions.append(position)
-            self._times.append(now)
-            if len(self._positions) > self.KEEP:
-                del self._positions[: self.KEEP // 2], self._times[: self.KEEP // 2]
+            else:
+                self._positions.append(position)
+                self._times.append(now)
 
     def lag(self, replayed, now=None):
         """Return the seconds since the primary was first known to be past ``replayed``."""
         if replayed is None:
             return 0.0
+        now = time.monotonic() if now is None else now
         with self._lock:
             first_past = bisect.bisect_right(self._positions, replayed)
             if first_past == len(self._positions):
                 return 0.0
-            learnt = self._times[first_past]
-        return (time.monotonic() if now is None else now) - learnt
-
-    def reset(self):
-        """Forget every position (for tests)."""
-        with self._lock:
-            self._positions.clear()
-            self._times.clear()
-
-
-primary_positions = PrimaryPositions()
-
-
-def with_known_lag(state):
-    """Return ``state`` with its lag raised to what :data:`primary_positions` shows, if more."""
-    known = primary_positions.lag(state.position)
-    if state.lag is None or known <= state.lag:
-        return state
-    return dataclasses.replace(state, lag=known)
+            learnt = max(self._times[first_past], now - self.KEEP)
+        return now - learnt
 
 
 class ReplicaLag:
@@ -177,32 +139,59 @@ class ReplicaLag:
     def __init__(self):
         self._states = {}  # alias -> ReplicaState
         self._looking = set()  # aliases one thread is looking at right now
-        self._lock = threading.Lock()
+        self.primary_positions = PrimaryPositions()
 
-    def due(self, alias):
-        """Return True to exactly one caller once the last look at ``alias`` is stale."""
+    def state(self, alias):
+        """Return the last look at ``alias``, or None."""
+        return self._states.get(alias)
+
+    def stale(self, alias):
+        """Return True when the last look at ``alias`` is older than :data:`WINDOW`."""
         state = self._states.get(alias)
-        if state is not None and time.monotonic() - state.seen < WINDOW:
-            return False  # the fast path: no lock
-        with self._lock:
-            if alias in self._looking:
-                return state is None  # nothing to go on yet: look too
-            self._looking.add(alias)
+        return state is None or time.monotonic() - state.seen >= WINDOW
+
+    def may_serve(self, alias, position):
+        """Return True when the router may send a reader that must see ``position`` to
+        ``alias``: its last look says so, or is stale enough to look again first."""
+        state = self._states.get(alias)
+        if state is None or time.monotonic() - state.seen >= WINDOW:
             return True
+        return state.serves(position, settings.REPLICA_MAX_LAG_SECONDS)
+
+    def serves(self, alias, position):
+        """Return True when the last look at ``alias`` lets a reader that must see
+        ``position`` read there."""
+        state = self._states.get(alias)
+        return state is not None and state.serves(position, settings.REPLICA_MAX_LAG_SECONDS)
+
+    def claim(self, alias):
+        """Return True to the one caller that should look at ``alias`` now.
+
+        With no look at all yet, every caller looks: there is nothing else to go on.
+        """
+        if not self.stale(alias):
+            return False
+        if alias in self._looking:  # set operations are atomic under the GIL
+            return alias not in self._states
+        self._looking.add(alias)
+        return True
 
     def look(self, alias, connection):
-        """Ask the replica behind ``connection`` how it is doing; record the answer."""
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(state_sql(alias))
-                state = ReplicaState.from_row(cursor.fetchone(), time.monotonic())
-            self.record(alias, with_known_lag(state))
-        finally:
-            with self._lock:
-                self._looking.discard(alias)
+        """Ask the replica through psycopg ``connection`` how it is doing; record it.
 
-    def record(self, alias, state):
-        """Store ``state``; log when the replica starts or stops being skipped."""
+        Only for a caller :meth:`claim` chose; raises what the query raises.
+        """
+        try:
+            row = connection.execute(STATE_SQL).fetchone()
+            state = ReplicaState.from_row(row, time.monotonic())
+            known = self.primary_positions.lag(state.position)
+            if state.lag is not None and known > state.lag:
+                state = dataclasses.replace(state, lag=known)
+            self._record(alias, state)
+        finally:
+            self._looking.discard(alias)
+
+    def _record(self, alias, state):
         max_lag = settings.REPLICA_MAX_LAG_SECONDS
         before = self._states.get(alias)
         self._states[alias] = state
@@ -213,32 +202,5 @@ class ReplicaLag:
         elif now is None and was is not None:
             logger.warning("Database replica %r caught up; reading from it.", alias)
 
-    def serves(self, alias, position):
-        """Return True when ``alias`` may serve a reader that must see ``position``."""
-        state = self._states.get(alias)
-        return state is not None and state.serves(position, settings.REPLICA_MAX_LAG_SECONDS)
-
-    def reset(self):
-        """Forget every look (for tests)."""
-        with self._lock:
-            self._states.clear()
-            self._looking.clear()
-
 
 lag = ReplicaLag()
-
-
-def state_sql(alias):
-    """Return the query that asks ``alias`` how it is doing."""
-    settings_dict = settings.DATABASES[alias]
-    return MIRROR_STATE_SQL if settings_dict.get("TEST", {}).get("MIRROR") else STATE_SQL
-
-
-def probe_report(values):
-    """Return what ``/readyz/`` tells of a replica: its lag and whether reads skip it."""
-    state = with_known_lag(ReplicaState.from_text(values))
-    return {
-        "lag_seconds": None if state.lag is None else round(state.lag, 3),
-        "streaming": state.streaming,
-        "skipped": state.problem(settings.REPLICA_MAX_LAG_SECONDS) is not None,
-    }

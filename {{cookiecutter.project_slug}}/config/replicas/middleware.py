@@ -1,39 +1,18 @@
 """Each request gets its own pin state; a client that wrote carries its WAL position."""
 
-import logging
 import math
 
-from asgiref.sync import (
-    async_to_sync,
-    iscoroutinefunction,
-    markcoroutinefunction,
-    sync_to_async,
-)
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.db import connections
 
 from config.aliases import DEFAULT
-from config.replicas.lag import (
-    POSITION_SQL,
-    parse_position,
-    primary_positions,
-    written_position,
-)
-from config.replicas.pinning import (
-    begin_unit_of_work,
-    end_unit_of_work,
-    restored,
-    snapshot,
-    use_primary,
-    wrote,
-)
-from config.replicas.selection import ReplicaUnavailable
-
-logger = logging.getLogger(__name__)
+from config.replicas import wal
+from config.replicas.lag import lag
+from config.replicas.pinning import begin_unit_of_work, end_unit_of_work, restored, snapshot, wrote
 
 PIN_COOKIE = "primary_pin"
 PIN_SALT = "config.replicas.pin"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 class ReadYourWritesMiddleware:
@@ -88,18 +67,18 @@ class ReadYourWritesMiddleware:
         # The signature's own timestamp bounds the pin: a client cannot extend it.
         value = request.get_signed_cookie(PIN_COOKIE, None, salt=PIN_SALT, max_age=seconds)
         try:
-            position = parse_position(value)
+            position = wal.parse(value)
         except ValueError:
             return None
-        primary_positions.learn(position)
+        lag.primary_positions.learn(position)
         return position
 
     def primary_position(self):
         """Return the primary's WAL position now, after the request's writes committed."""
         with connections[DEFAULT].cursor() as cursor:
-            cursor.execute(POSITION_SQL)
-            position = written_position(parse_position(cursor.fetchone()[0]))
-        primary_positions.learn(position)
+            cursor.execute(wal.POSITION_SQL)
+            position = wal.written(wal.parse(cursor.fetchone()[0]))
+        lag.primary_positions.learn(position, from_primary=True)
         return position
 
     def pin(self, response, position):
@@ -109,7 +88,7 @@ class ReadYourWritesMiddleware:
             return
         response.set_signed_cookie(
             PIN_COOKIE,
-            f"{position >> 32:X}/{position & 0xFFFFFFFF:X}",
+            wal.format(position),
             salt=PIN_SALT,
             max_age=math.ceil(seconds),
             domain=settings.SESSION_COOKIE_DOMAIN,
@@ -127,31 +106,6 @@ class ReadYourWritesMiddleware:
             response.streaming_content = _async_with_state(response.streaming_content, state)
         else:
             response.streaming_content = _with_state(response.streaming_content, state)
-
-    def process_exception(self, request, exception):
-        """Serve a read-only request again from the primary when its replica broke mid-way.
-
-        Only a request that has written nothing is run again, so nothing happens twice.
-        """
-        match = request.resolver_match
-        if (
-            not isinstance(exception, ReplicaUnavailable)
-            or request.method not in SAFE_METHODS
-            or wrote()
-            or match is None
-        ):
-            return None
-        logger.warning(
-            "A replica failed during %s %s; serving it from the primary.",
-            request.method,
-            request.path,
-        )
-        view = async_to_sync(match.func) if iscoroutinefunction(match.func) else match.func
-        with use_primary():
-            response = view(request, *match.args, **match.kwargs)
-            if callable(getattr(response, "render", None)):  # a TemplateResponse
-                response = response.render()
-        return response
 
 
 # The body is produced after the middleware has returned, by the server. Each chunk is

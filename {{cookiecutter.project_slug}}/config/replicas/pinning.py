@@ -45,6 +45,26 @@ def mark_written():
         _wrote.set(True)
 
 
+# Command tags of statements that only read; anything else on a primary is a write.
+READ_TAGS = ("SELECT", "SHOW", "EXPLAIN")
+
+
+def note_writes(execute, sql, params, many, context):
+    """Mark the context written after any statement on a primary that was not a read.
+
+    An execute wrapper on the primary's connections (``config.replicas.apps``): raw SQL on
+    ``django.db.connection`` or ``.using("default").update()`` write without the router's
+    knowledge. The server's command tag says what the statement did; a ``SELECT`` that
+    writes through a function looks like a read, so call :func:`mark_written` after one.
+    """
+    result = execute(sql, params, many, context)
+    if not _wrote.get():
+        status = context["cursor"].cursor.statusmessage or ""
+        if not status.startswith(READ_TAGS):
+            _wrote.set(True)
+    return result
+
+
 def pin_reads():
     """Pin the current context's reads to the primary; return a token for unpin_reads."""
     return _reads_pinned.set(True)

@@ -7,21 +7,30 @@
 2. Writes go to the primary and pin the current context: the rest of the request (or
    task) reads from the primary too. ``select_for_update()``, ``get_or_create()`` and
    ``update_or_create()`` count as writes: Django routes them with ``db_for_write()``.
+   Statements on the primary that the router never sees (raw SQL, ``.using()``) pin too
+   (``config.replicas.pinning.note_writes``).
 3. Reads of the models that keep users logged in (see ``PRIMARY_APPS``) always go to
    the primary, so replication lag can never make a fresh session look invalid.
 4. Reads in a pinned context (``use_primary()``, an earlier write) go to the primary.
-5. Other reads go to a replica that answers, is not lagging and has replayed the WAL
-   position the client's pin cookie asks for; to the primary when none is fit.
+5. Other reads go to a replica that is not cooling down after a failure and, by its last
+   look, is not lagging and has replayed the WAL position the client's pin cookie asks
+   for; to the primary when none is.
 
-See docs/read-replicas.md for the guarantees and the settings.
+The router makes no blocking call (Django routes async ORM calls in the event loop): it
+decides from what the process already knows. What is learnt only when the read runs (the
+replica is down, hangs, or lags by a fresher look) is handled by the replicas' backend,
+``config.replicas.backend``, which reads from the primary instead. See docs/read-replicas.md.
 """
+
+import random
 
 from django.conf import settings
 from django.db import connections
 
 from config.aliases import DEFAULT, PRIMARIES, REPLICA_PREFIX
+from config.replicas.cooldown import cooldown
+from config.replicas.lag import lag
 from config.replicas.pinning import mark_written, pinned, required_position
-from config.replicas.selection import choose_replica
 
 # Apps whose every read goes to the primary. A replica a few seconds behind would not
 # know a session created by the login that just happened, nor a password just changed,
@@ -29,7 +38,6 @@ from config.replicas.selection import choose_replica
 # permissions are read from the primary. Content types are included because permission
 # checks and generic relations look them up, and a content type created by a migration
 # must not look missing; they are cached per process, so this costs almost nothing.
-# Writes to these models do not pin the client: their reads never touch a replica.
 PRIMARY_APPS = frozenset({"auth", "contenttypes", "sessions"})
 
 
@@ -53,7 +61,7 @@ class PrimaryReplicaRouter:
             return in_transaction
         if not self.replicas or pinned() or self.reads_from_primary(model):
             return DEFAULT
-        return choose_replica(self.replicas, required_position()) or DEFAULT
+        return self.choose_replica(required_position()) or DEFAULT
 
     def db_for_write(self, model, **hints):
         """Return the primary, and pin the current context to it for the reads that follow.
@@ -61,8 +69,7 @@ class PrimaryReplicaRouter:
         The alias is always explicit: left to Django, an instance read from a replica
         would be saved back to that replica.
         """
-        if not self.reads_from_primary(model):
-            mark_written()
+        mark_written()
         return self.primary_in_transaction() or DEFAULT
 
     def allow_relation(self, obj1, obj2, **hints):
@@ -73,6 +80,8 @@ class PrimaryReplicaRouter:
 
     def allow_migrate(self, db, app_label, model_name=None, **hints):
         """Migrate the primaries only: replicas receive the schema through replication."""
+        if db not in self.known:
+            return None  # not ours to decide
         return db in self.primaries
 
     def primary_in_transaction(self):
@@ -89,3 +98,21 @@ class PrimaryReplicaRouter:
         """Return True for the models that must never be read from a replica."""
         meta = model._meta
         return meta.app_label in PRIMARY_APPS or meta.label_lower == self.user_model
+
+    def choose_replica(self, position):
+        """Return a replica fit to serve a reader that must see WAL ``position``, or None.
+
+        A replica this thread is already connected to is kept, so one request reads from
+        one replica (one snapshot source, one connection). Otherwise one is picked at
+        random: every worker process chooses on its own, and a per-process round-robin
+        counter would send the first connection of every worker to the same replica.
+        """
+        fit = [alias for alias in self.replicas if lag.may_serve(alias, position)]
+        for alias in fit:
+            if connections[alias].connection is not None and cooldown.ready(alias):
+                return alias
+        random.shuffle(fit)
+        for alias in fit:
+            if cooldown.ready(alias):
+                return alias
+        return None

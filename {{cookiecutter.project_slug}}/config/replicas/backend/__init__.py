@@ -1,0 +1,4 @@
+"""The backend of the read replicas: ``ENGINE = "config.replicas.backend"``.
+
+See :mod:`config.replicas.backend.base`.
+"""
