@@ -1,14 +1,21 @@
 """Liveness and readiness probes for load balancers and orchestrators.
 
-Probes come by IP and over plain HTTP, so :class:`ProbeMiddleware` answers them
-before ``SecurityMiddleware`` (HTTPS redirect) and ``CommonMiddleware`` (host
-validation) see the request. Nothing else skips those checks.
+Probes come by IP and over plain HTTP, so :class:`ProbeMiddleware` answers them before
+``SecurityMiddleware`` (HTTPS redirect) and ``CommonMiddleware`` (host validation) see the
+request. Nothing else skips those checks. The readiness logic is in ``config.readiness``.
 """
 
+import ipaddress
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
 from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse
 
+from config import readiness
 from config.aliases import DEFAULT
-from config.readiness import readiness
+
+# Headers a proxy adds: a request that carries one came from beyond it, whatever its address.
+FORWARDED = ("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP")
 
 
 def healthz(request):
@@ -19,14 +26,27 @@ def healthz(request):
 def readyz(request):
     """Readiness: 200 when the primary answers, 503 when it does not.
 
-    Every database alias is reported with ``ok`` and its latency; only ``default``
-    decides the status, so another alias that is down is reported without failing
-    the probe. The body holds no host names or credentials, only error class names;
-    details go to the log. See ``config.readiness`` for the deadline and the rate.
+    Only ``default`` decides the status. Operators (clients on loopback or a private network,
+    not through a proxy; everyone with ``READYZ_DETAILS = "all"``) also get every alias with
+    its latency or lag and the error class; anyone else gets ``{"ready": bool}`` only.
     """
-    results = readiness.results()
-    ready = results[DEFAULT]["ok"]
-    return JsonResponse({"ready": ready, "databases": results}, status=200 if ready else 503)
+    databases = readiness.databases()
+    ready = databases[DEFAULT]["ok"]
+    body = {"ready": ready, "databases": databases} if shows_details(request) else {"ready": ready}
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+def shows_details(request):
+    """Return True when ``request`` may see alias names, latencies, lag and errors."""
+    if settings.READYZ_DETAILS == "all":
+        return True
+    if any(header in request.META for header in FORWARDED):
+        return False
+    try:
+        client = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return client.is_loopback or client.is_private
 
 
 PROBES = {"/healthz/": healthz, "/readyz/": readyz}
@@ -35,16 +55,34 @@ PROBES = {"/healthz/": healthz, "/readyz/": readyz}
 class ProbeMiddleware:
     """Serve the probes ahead of the HTTPS redirect and ``ALLOWED_HOSTS`` checks.
 
-    Keep it first in ``MIDDLEWARE``.
+    Keep it first in ``MIDDLEWARE``. It runs as the server does, sync or async, so an ASGI
+    request that is not a probe pays no hand-off to a thread.
     """
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
         probe = PROBES.get(request.path_info)
         if probe is None:
             return self.get_response(request)
+        return self.answer(probe, request)
+
+    async def __acall__(self, request):
+        probe = PROBES.get(request.path_info)
+        if probe is None:
+            return await self.get_response(request)
+        return await sync_to_async(self.answer)(probe, request)
+
+    def answer(self, probe, request):
         if request.method not in ("GET", "HEAD"):
             return HttpResponseNotAllowed(["GET", "HEAD"])
         return probe(request)

@@ -70,6 +70,9 @@ TEMPLATES = [
 
 # Local development and tests default to a database on the local Unix socket.
 DATABASES = database.databases(default_url="postgres:///{{ cookiecutter.project_slug }}")
+# Who sees /readyz/'s details (aliases, latencies, lag, errors): "private" (clients on
+# loopback or a private network, not through a proxy) or "all".
+READYZ_DETAILS = env.choice("DJANGO_READYZ_DETAILS", "private", ("private", "all"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Set before the first migration: Django cannot swap the user model afterwards.
