@@ -13,8 +13,8 @@ import uuid
 
 import pytest
 from psycopg import sql
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from devtools.bakery import (
@@ -118,9 +118,16 @@ def submit(browser, fields, button="input[type=submit]"):
     """Fill ``fields`` (element id -> text), press ``button``, wait for the next page."""
     for field_id, text in fields.items():
         browser.find_element(By.ID, field_id).send_keys(text)
-    pressed = browser.find_element(By.CSS_SELECTOR, button)
-    pressed.click()
-    WebDriverWait(browser, 20).until(expected_conditions.staleness_of(pressed))
+    before = browser.current_url
+    browser.find_element(By.CSS_SELECTOR, button).click()
+
+    # Chromium's driver may answer a look at the old page mid-navigation with an error
+    # instead of "stale": wait for the new address, loaded.
+    def next_page_loaded(driver):
+        state = driver.execute_script("return document.readyState")
+        return driver.current_url != before and state == "complete"
+
+    WebDriverWait(browser, 20, ignored_exceptions=(WebDriverException,)).until(next_page_loaded)
 
 
 @pytest.mark.usefixtures("paused_replica")

@@ -131,7 +131,6 @@ def test_readyz_is_served_through_pgbouncer_over_tls(server):
     status, body = get(f"{server}/readyz/")
     assert status == 200
     assert body["databases"]["default"]["ok"] is True
-    assert body["databases"]["direct"]["ok"] is True
 
 
 # .iterator() outside atomic() -----------------------------------------------------------
