@@ -20,7 +20,10 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from cookiecutter.environment import StrictEnvironment
+from cookiecutter.generate import generate_context
 from cookiecutter.main import cookiecutter
+from cookiecutter.prompt import prompt_for_config
 
 from devtools.harness import LOOPBACK, pick_port
 
@@ -84,6 +87,41 @@ def load_hook(name, hooks_dir=ROOT / "hooks"):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def no_input_answers(**overrides):
+    """The answers cookiecutter gives the hooks for ``--no-input`` with these overrides."""
+    context = generate_context(str(ROOT / "cookiecutter.json"), extra_context=overrides)
+    return dict(prompt_for_config(context, no_input=True))
+
+
+def template_context(**overrides):
+    """cookiecutter.json as cookiecutter passes it to hooks (``_cookiecutter``)."""
+    return {k: v for k, v in cookiecutter_json().items() if not k.startswith("_")} | overrides
+
+
+def rendered_hook(hook, directory, answers, template):
+    """Render hook ``hook`` into ``directory`` as cookiecutter does, with ``answers`` and
+    ``template`` (see :func:`template_context`), and import it."""
+    context = {"cookiecutter": answers, "_cookiecutter": template}
+    source = (ROOT / "hooks" / f"{hook}.py").read_text(encoding="utf-8")
+    rendered = StrictEnvironment(context=context).from_string(source).render(**context)
+    (Path(directory) / f"{hook}.py").write_text(rendered, encoding="utf-8")
+    return load_hook(hook, hooks_dir=directory)
+
+
+def error_lines(text):
+    """The lines a hook printed for a refusal (cookiecutter's own log lines excluded)."""
+    return [
+        line
+        for line in text.splitlines()
+        if line.startswith("ERROR:") and not line.startswith("ERROR: Stopping generation")
+    ]
+
+
+def everything_under(directory):
+    """Every file and directory under ``directory``, as sorted relative POSIX paths."""
+    return sorted(path.relative_to(directory).as_posix() for path in Path(directory).rglob("*"))
 
 
 def requirements(project):

@@ -3,16 +3,25 @@
 The database server fixtures are session-scoped and lazy: a server starts the first time
 a test asks for it and stops when the session (or the xdist worker) ends. All the work
 happens in ``devtools/harness/``, which is usable without pytest.
+
+``bake_cli`` runs cookiecutter's command line in-process, for the hooks' specifications;
+the ``e2e_*`` fixtures serve the read-replica end-to-end app (``devtools/replica_e2e.py``).
 """
 
+import functools
+import logging
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
+from click.testing import CliRunner
+from cookiecutter.cli import main as cookiecutter_cli
 
 from devtools.bakery import PGBOUNCER_INI, ROOT, bake
 from devtools.harness import APP_DB, Primary, Replica, ShippedPgBouncer
+from devtools.replica_e2e import DJANGO_VERSIONS, bake_e2e_project, serving, shell_json, urls
 
 ARTIFACTS = ROOT / "artifacts"  # screenshots and such, kept out of git
 STARTED = time.time()
@@ -45,6 +54,103 @@ def pgbouncer(
     project = bake({"use_pgbouncer": True, "project_slug": APP_DB}, tmp_path_factory.mktemp("ini"))
     with ShippedPgBouncer(pg_primary, (project / PGBOUNCER_INI).read_text()) as server:
         yield server
+
+
+@pytest.fixture(scope="module", params=DJANGO_VERSIONS, ids=lambda version: f"django{version}")
+def e2e_project(request, tmp_path_factory, pg_primary, pg_replica):
+    """A ``use_read_replica`` project with the e2e app, at ``pg_primary`` and ``pg_replica``,
+    migrated and replayed on the replica; once per Django version."""
+    version = request.param
+    output_dir = tmp_path_factory.mktemp(f"replica-e2e-{version}")
+    project = bake_e2e_project(version, output_dir, pg_primary, pg_replica)
+    pg_replica.wait_for_replay(pg_primary)
+    return project
+
+
+@pytest.fixture(scope="module")
+def e2e_shell(e2e_project, pg_primary, pg_replica):
+    """Run code in ``e2e_project``'s ``manage.py shell``, its connections named e2e_shell;
+    return the JSON it printed last."""
+    env = e2e_project.env(**urls(pg_primary, pg_replica, "e2e_shell"))
+    return functools.partial(shell_json, e2e_project, env)
+
+
+@pytest.fixture(scope="module")
+def e2e_server(e2e_project):
+    """The base URL of ``e2e_project`` served with the lag limit off."""
+    # Tests pause replay for as long as they run; the lag limit has its own server
+    # (``strict_server`` in test_replica_lag.py).
+    lag_limit_off = {
+        "DATABASE_REPLICA_MAX_LAG_SECONDS": "3600",
+        "DATABASE_REPLICA_PIN_SECONDS": "3700",
+    }
+    with serving(e2e_project, DATABASE_REPLICA_COOLDOWN_SECONDS="1", **lag_limit_off) as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def user_config(tmp_path_factory):
+    """A cookiecutter user config that keeps replay files and clones out of the home directory."""
+    home = tmp_path_factory.mktemp("cookiecutter-home")
+    config = home / "config.yaml"
+    config.write_text(
+        f"cookiecutters_dir: {home / 'cookiecutters'}\nreplay_dir: {home / 'replay'}\n"
+    )
+    return config
+
+
+@pytest.fixture
+def _restore_cookiecutter_logging():
+    """The CLI points cookiecutter's log handler at click's captured stream: undo it after."""
+    logger = logging.getLogger("cookiecutter")
+    handlers, level = logger.handlers[:], logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+
+
+@dataclass
+class Bake:
+    """What one ``bake_cli`` run gave."""
+
+    exit_code: int
+    output: str  # what cookiecutter and its hooks printed, and any uncaught exception
+    exception: BaseException | None
+
+
+@pytest.fixture
+def output_dir(tmp_path):
+    """An empty directory for ``bake_cli`` to bake into."""
+    directory = tmp_path / "out"
+    directory.mkdir()
+    return directory
+
+
+@pytest.fixture
+def bake_cli(_restore_cookiecutter_logging, output_dir, user_config, capfd):
+    """Run `cookiecutter --no-input TEMPLATE key=value...` (or `--replay`) into output_dir."""
+
+    def bake(*key_values, options=(), template=ROOT, replay=False):
+        capfd.readouterr()
+        result = CliRunner().invoke(
+            cookiecutter_cli,
+            [
+                "--replay" if replay else "--no-input",
+                "--config-file",
+                str(user_config),
+                "--output-dir",
+                str(output_dir),
+                *options,
+                str(template),
+                *key_values,
+            ],
+        )
+        hooks = capfd.readouterr()  # the hooks run as subprocesses writing to the real fds
+        exception = None if isinstance(result.exception, SystemExit) else result.exception
+        output = "\n".join([result.output, hooks.out, hooks.err, repr(exception)])
+        return Bake(result.exit_code, output, exception)
+
+    return bake
 
 
 def pytest_sessionfinish(session, exitstatus):

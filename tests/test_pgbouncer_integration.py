@@ -19,9 +19,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from devtools.bakery import PGBOUNCER_INI, AppServer, bake, project_env, project_python, run
+from devtools.bakery import PGBOUNCER_INI, project_env, run
 from devtools.harness import APP_USER, HarnessError, PgBouncer, ShippedPgBouncer, server_user
 from devtools.harness.pgbouncer import relocated
+from devtools.projects import Project, create_database
 
 # One worker runs the whole module: its module-scoped project and servers are set up once.
 pytestmark = pytest.mark.xdist_group("pgbouncer-integration")
@@ -32,40 +33,19 @@ SMALL_POOL = 2
 ROWS = 3000
 
 
-class Project:
-    """The baked project, run with DATABASE_URL at PgBouncer and DATABASE_DIRECT_URL at
-    the primary."""
-
-    def __init__(self, path, python):
-        self.path = path
-        self.python = python
-
-    def env(self, bouncer, primary, dbname, **extra):
-        return project_env(
-            DJANGO_SETTINGS_MODULE="config.settings.local",
-            DATABASE_URL=bouncer.url(dbname),
-            DATABASE_DIRECT_URL=primary.url(dbname=dbname),
-            **extra,
-        )
-
-    def run(self, *args, env, check=True, timeout=120):
-        return run([self.python, *args], cwd=self.path, env=env, check=check, timeout=timeout)
-
-    def shell(self, code, *, env, check=True):
-        return self.run("manage.py", "shell", "--no-imports", "-c", code, env=env, check=check)
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    path = bake(ANSWERS, tmp_path_factory.mktemp("pgbouncer"))
-    return Project(path, project_python(path, ANSWERS["django_version"]))
+    """The baked project, on the local settings."""
+    return Project.bake(
+        ANSWERS,
+        tmp_path_factory.mktemp("pgbouncer"),
+        DJANGO_SETTINGS_MODULE="config.settings.local",
+    )
 
 
-def create_database(primary, name):
-    database = sql.Identifier(name)
-    primary.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
-    owner = sql.Identifier(APP_USER)
-    primary.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(database, owner))
+def urls(bouncer, primary, dbname):
+    """DATABASE_URL at ``bouncer`` and DATABASE_DIRECT_URL at ``primary``, both for ``dbname``."""
+    return {"DATABASE_URL": bouncer.url(dbname), "DATABASE_DIRECT_URL": primary.url(dbname=dbname)}
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +64,12 @@ def small_bouncer(pg_primary):
 def shop(project, pg_primary, small_bouncer):
     """Database "shop", migrated through the primary and holding ROWS auth groups."""
     create_database(pg_primary, "shop")
-    env = project.env(small_bouncer, pg_primary, "shop")
-    project.run("manage.py", "migrate", "--verbosity=0", env=env)
+    env = project.env(**urls(small_bouncer, pg_primary, "shop"))
+    project.manage("migrate", "--verbosity=0", env=env)
     project.shell(
         "from django.contrib.auth.models import Group; "
         f"Group.objects.bulk_create(Group(name=f'g{{i}}') for i in range({ROWS}))",
+        no_imports=True,
         env=env,
     )
     return env
@@ -99,10 +80,10 @@ def shop(project, pg_primary, small_bouncer):
 
 def test_migrate_runs_on_the_primary_even_with_pgbouncer_down(project, pg_primary, pgbouncer):
     create_database(pg_primary, "migrated")
-    env = project.env(pgbouncer, pg_primary, "migrated")
+    env = project.env(**urls(pgbouncer, pg_primary, "migrated"))
     pgbouncer.stop()
     try:
-        project.run("manage.py", "migrate", "--verbosity=0", env=env)
+        project.manage("migrate", "--verbosity=0", env=env)
     finally:
         pgbouncer.start()
     applied = pg_primary.execute("SELECT count(*) FROM django_migrations", dbname="migrated")
@@ -112,8 +93,8 @@ def test_migrate_runs_on_the_primary_even_with_pgbouncer_down(project, pg_primar
 @pytest.fixture
 def server(project, pg_primary, pgbouncer):
     """The project served by gunicorn through PgBouncer, stopped after the test."""
-    env = project.env(pgbouncer, pg_primary, pgbouncer.database)
-    with AppServer(project.python, project.path, env) as app_server:
+    env = project.env(**urls(pgbouncer, pg_primary, pgbouncer.database))
+    with project.serve(env) as app_server:
         yield app_server.base
 
 
@@ -172,14 +153,16 @@ finally:
 
 
 def test_iterator_outside_atomic_works_while_others_use_the_pool(project, shop):
-    result = project.shell(ITERATE.format(server_side_cursors=False), env=shop)
+    result = project.shell(ITERATE.format(server_side_cursors=False), no_imports=True, env=shop)
     assert f"ITERATED {ROWS}" in result.stdout
 
 
 def test_iterator_breaks_when_server_side_cursors_are_switched_back_on(project, shop):
     # What DISABLE_SERVER_SIDE_CURSORS prevents: Django declares the cursor WITH HOLD in
     # one transaction and fetches from it in the next, on another server connection.
-    result = project.shell(ITERATE.format(server_side_cursors=True), env=shop, check=False)
+    result = project.shell(
+        ITERATE.format(server_side_cursors=True), no_imports=True, env=shop, check=False
+    )
     assert result.returncode != 0
     # psycopg describes the cursor right after DECLARE: the first statement to land on
     # the other server connection reports the portal, a later FETCH the cursor.
@@ -226,7 +209,7 @@ def test_many_clients_never_hold_more_server_connections_than_the_pool(project, 
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        result = project.shell(CLIENTS, env=shop)
+        result = project.shell(CLIENTS, no_imports=True, env=shop)
     finally:
         done.set()
         sampler.join()
@@ -247,9 +230,9 @@ def test_pgbouncer_rejects_startup_options(pgbouncer):
 
 
 def test_startup_options_are_refused_by_manage_py_check(project, pg_primary, pgbouncer):
-    env = project.env(pgbouncer, pg_primary, "app")
+    env = project.env(**urls(pgbouncer, pg_primary, "app"))
     env["DATABASE_URL"] += f"?{OPTIONS}"
-    result = project.run("manage.py", "check", env=env, check=False)
+    result = project.manage("check", env=env, check=False)
     assert result.returncode != 0
     assert "ImproperlyConfigured: DATABASE_URL sets options" in result.stderr
     assert pg_primary.password() not in result.stderr
@@ -294,10 +277,8 @@ def test_generated_userlist_lets_pgbouncer_log_in(
     project, pg_primary, pgbouncer, stored_app_secret
 ):
     output = project.path / "userlist.txt"
-    env = project.env(pg_primary, pg_primary, "app")  # the URLs only lend user and password
-    project.run(
-        "manage.py", "pgbouncer_userlist", "--set-role-password", f"--output={output}", env=env
-    )
+    env = project.env(**urls(pg_primary, pg_primary, "app"))  # the URLs only lend user and password
+    project.manage("pgbouncer_userlist", "--set-role-password", f"--output={output}", env=env)
     text = output.read_text()
     assert text == f'"{APP_USER}" "{stored_app_secret()}"\n'
     with ShippedPgBouncer(pg_primary, pgbouncer.shipped) as bouncer:
@@ -311,8 +292,8 @@ def test_userlist_with_a_secret_of_its_own_fails_the_server_login(
 ):
     # Why --set-role-password exists: PgBouncer accepts the client, but PostgreSQL refuses
     # PgBouncer's login, because the salts differ.
-    env = project.env(pg_primary, pg_primary, "app")
-    text = project.run("manage.py", "pgbouncer_userlist", env=env).stdout
+    env = project.env(**urls(pg_primary, pg_primary, "app"))
+    text = project.manage("pgbouncer_userlist", env=env).stdout
     # PgBouncer.start() retries a failing login for START_TIMEOUT seconds.
     monkeypatch.setattr("devtools.harness.pgbouncer.START_TIMEOUT", 3.0)
     with (
@@ -333,7 +314,7 @@ def assert_passed(suite):
 
 
 def test_generated_suite_passes_through_pgbouncer(project, pg_primary, pgbouncer):
-    env = project.env(pgbouncer, pg_primary, "app")
+    env = project.env(**urls(pgbouncer, pg_primary, "app"))
     assert_passed(project.run("-m", "pytest", "-q", "-p", "no:cacheprovider", env=env))
 
 
@@ -435,10 +416,11 @@ def test_documented_try_without_a_certificate_works_as_written(project, pg_prima
         for name in ("client_tls_key_file", "client_tls_cert_file"):
             relocated(bouncer.file_settings[name], bouncer.workdir).unlink()
         bouncer.start()
-        env = project.env(bouncer, pg_primary, bouncer.database)  # local settings
+        env = project.env(**urls(bouncer, pg_primary, bouncer.database))  # local settings
         result = project.shell(
             "from django.db import connection; connection.ensure_connection(); "
             "print('TLS', connection.connection.pgconn.ssl_in_use)",
+            no_imports=True,
             env=env,
         )
     assert "TLS False" in result.stdout
