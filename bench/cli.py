@@ -10,10 +10,10 @@ from bench.configurations import BASELINE, CONFIG_BY_KEY, CONFIGS, DJANGO_VERSIO
 from bench.drills import run_drills
 from bench.log import log
 from bench.machine import describe, loadavg
-from bench.measure import measure
-from bench.mixed import run_mixed
-from bench.router import measure_router
+from bench.mixed_workload import run_mixed
+from bench.router_cost import measure_router
 from bench.servers import Servers
+from bench.throughput import measure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

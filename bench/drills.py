@@ -12,8 +12,8 @@ import time
 
 from bench.configurations import CONFIG_BY_KEY, PEERS
 from bench.log import log
-from bench.measure import terminate_app_backends
 from bench.servers import Servers
+from bench.throughput import terminate_app_backends
 from devtools import bakery
 from devtools.load import failed
 

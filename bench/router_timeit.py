@@ -1,6 +1,6 @@
 """Micro-benchmark of the read-replica router's per-call decision cost.
 
-Run by bench/router.py with the replica project's Python, inside the baked project and with
+Run by bench/router_cost.py with the replica project's Python, inside the baked project and with
 the same environment as the served app (bench settings, primary + replica URLs). Prints
 one JSON line: nanoseconds per call of each measured operation and the number of router
 calls one ``/bench/one/`` request makes.
@@ -66,16 +66,16 @@ def main():
 
     timings["use_primary() enter + exit"] = ns_per_call(enter_exit)
 
-    # The first read of a request health-checks the replica connection (a look at its
-    # socket): the check Django's CONN_HEALTH_CHECKS would otherwise run before the query.
-    replica = connections[replica_alias]
-
-    def first_read_of_request():
-        replica.health_check_done = False
-        router.db_for_read(Item)
-
-    timings["first db_for_read of a request (incl. the socket health check)"] = ns_per_call(
-        first_read_of_request, number=max(NUMBER // 100, 200)
+    # What the replicas' backend adds to a cursor on top of the primary's backend: the
+    # goodbye check both run, then the replica's look (due or not) and the pin check.
+    replica, primary = connections[replica_alias], connections["default"]
+    replica.ensure_connection()
+    primary.ensure_connection()
+    timings["replica cursor() + close(): goodbye check, look due?, pin served?"] = ns_per_call(
+        lambda: replica.cursor().close(), number=max(NUMBER // 10, 1000)
+    )
+    timings["primary cursor() + close(): goodbye check"] = ns_per_call(
+        lambda: primary.cursor().close(), number=max(NUMBER // 10, 1000)
     )
 
     factory = RequestFactory()
@@ -124,10 +124,14 @@ def main():
                 "timings_ns": timings,
                 "calls_per_request": calls_per_request,
                 # What one request pays: the steady-state decision times the calls, plus the
-                # middleware. The health check is not counted: it replaces Django's own.
+                # middleware and what a replica cursor costs beyond a primary one.
                 "per_request_key": "django.db.router.db_for_read(Item), unpinned "
                 "(Django's dispatch + router)",
                 "middleware_key": "ReadYourWritesMiddleware per request (no cookie, GET)",
+                "cursor_keys": [
+                    "replica cursor() + close(): goodbye check, look due?, pin served?",
+                    "primary cursor() + close(): goodbye check",
+                ],
                 "notes": notes,
             }
         )

@@ -15,9 +15,9 @@ from pathlib import Path
 import psycopg
 
 from bench.configurations import VIEWS, Config
-from bench.load import wrk
 from bench.log import log
 from bench.servers import Servers
+from bench.wrk import wrk
 from devtools import bakery, harness
 
 
