@@ -67,11 +67,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
         trip, so it runs before every cursor, outside transactions (which must fail rather
         than move to a new connection halfway).
         """
-        if self.connection is None or not self.health_check_enabled:
-            return
-        if self.in_atomic_block or not self.get_autocommit():
-            return
-        if not self.is_usable():
+        if (
+            self.connection is not None
+            and self.settings_dict["CONN_HEALTH_CHECKS"]
+            and self.autocommit
+            and not self.in_atomic_block
+            and not self.is_usable()
+        ):
             self.close()
 
     def is_usable(self):
@@ -80,11 +82,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         A server that ended the session leaves an error message or end-of-file to read. A
         quiet socket proves nothing about a silent network: ``QUERY_TIMEOUT`` covers that.
         """
-        connection = self.connection
-        if connection is None or connection.closed:
+        if self.connection is None:
             return False
-        pgconn = connection.pgconn
-        if pgconn.transaction_status != TransactionStatus.IDLE:
+        pgconn = self.connection.pgconn
+        if pgconn.transaction_status != TransactionStatus.IDLE:  # also when closed or broken
             return False
         poller = select.poll()  # select.select() fails on descriptors past 1023
         poller.register(pgconn.socket, select.POLLIN)
