@@ -10,7 +10,13 @@ import threading
 import time
 
 import pytest
-from django.db import OperationalError, close_old_connections, connection, connections
+from django.db import (
+    OperationalError,
+    close_old_connections,
+    connection,
+    connections,
+    transaction,
+)
 from psycopg import sql
 
 from config import database
@@ -112,12 +118,14 @@ def test_a_fetch_from_a_server_side_cursor_of_a_frozen_server_fails_within_its_b
 def test_a_commit_to_a_frozen_server_fails_within_its_bound_and_commits_nothing(
     relay, through, table
 ):
-    through.set_autocommit(False)
-    with through.cursor() as cursor:
-        cursor.execute("INSERT INTO bounded VALUES (1)")
-    relay.freeze()  # the COMMIT never reaches the server
+    def write_in_a_transaction():
+        connections["relayed"] = through  # in this thread, so that atomic() can name it
+        with transaction.atomic(using="relayed"), through.cursor() as cursor:
+            cursor.execute("INSERT INTO bounded VALUES (1)")
+            relay.freeze()  # the COMMIT at the block's end never reaches the server
+
     with pytest.raises(OperationalError, match="did not answer"):
-        within(through.commit)
+        within(write_in_a_transaction)
     relay.close()  # the server session ends, and its transaction with it
     time.sleep(0.2)
     assert rows(table) == 0

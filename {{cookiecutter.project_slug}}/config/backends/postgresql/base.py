@@ -60,6 +60,16 @@ class DatabaseWrapper(base.DatabaseWrapper):
         connection.timeout = self.query_timeout
         return super()._configure_connection(connection)  # type: ignore[misc]  # not in stubs
 
+    def set_autocommit(self, autocommit, *args, **kwargs):
+        # After a failed COMMIT, atomic() drops the connection and then reconnects only to
+        # turn autocommit back on, which a new connection has anyway: against a server that
+        # hangs, that would add a connect_timeout to the COMMIT's own bound.
+        if self.connection is None and autocommit == self.settings_dict["AUTOCOMMIT"]:
+            self.validate_no_atomic_block()
+            self.autocommit = autocommit
+            return
+        super().set_autocommit(autocommit, *args, **kwargs)
+
     def close_if_health_check_failed(self):
         """Close the connection if the server has ended it since its last statement.
 
