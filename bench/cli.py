@@ -8,6 +8,7 @@ import bench
 from bench import report
 from bench.configurations import BASELINE, CONFIG_BY_KEY, CONFIGS, DJANGO_VERSIONS, select
 from bench.drills import run_drills
+from bench.instructions import measure_instructions
 from bench.log import log
 from bench.machine import describe, loadavg
 from bench.mixed_workload import run_mixed
@@ -80,6 +81,8 @@ def main(argv=None) -> int:
         log("configurations: " + ", ".join(c.key for c in active))
         runs = measure(servers, active)
         summary = report.summarize(runs, configs)
+        log("instructions per request (callgrind)")
+        instructions = measure_instructions(servers)
         log("router micro-benchmark")
         micro = measure_router(servers, (summary.get("replica") or {}).get("rps", {}).get("one"))
         log("mixed workload")
@@ -91,13 +94,24 @@ def main(argv=None) -> int:
         servers.close()
     wall = time.monotonic() - started
     text = report.render(
-        args, servers.skipped, configs, runs, summary, micro, machine, wall, drills, mixed
+        args,
+        servers.skipped,
+        configs,
+        runs,
+        summary,
+        micro,
+        machine,
+        wall,
+        drills,
+        mixed,
+        instructions,
     )
     data = {
         "machine": machine,
         "runs": [r.__dict__ for r in runs],
         "summary": summary,
         "router": micro,
+        "instructions": instructions,
         "drills": drills,
         "mixed": mixed,
         "skipped": servers.skipped,
@@ -113,8 +127,8 @@ def main(argv=None) -> int:
     if failed:
         log(f"{len(failed)} run(s) had errors")
         return 1
-    broken = [name for name, result in [("router", micro or {}), *drills.items()]
-              if "error" in result]  # fmt: skip
+    results = [("router", micro or {}), ("instructions", instructions), *drills.items()]
+    broken = [name for name, result in results if "error" in result]
     broken += [f"mixed {name}" for name, runs in mixed.items() if any("error" in r for r in runs)]
     if broken:
         log(f"errors in: {', '.join(broken)}")

@@ -194,6 +194,27 @@ def peer_targets(summary: dict, mark) -> list[str]:
     return lines
 
 
+def instructions_section(instructions: dict) -> list[str]:
+    """The app process's instructions per steady-state request, shipped default against peers."""
+    if not instructions:
+        return ["Not measured."]
+    if "error" in instructions:
+        return [f"Not measured: {instructions['error']}"]
+    counts = instructions["per_request"]
+    ours = counts["persistent"]
+    out = [
+        f"`/bench/one/` served {instructions['counted']} times in one process through the "
+        "production WSGI application under `valgrind --tool=callgrind` (bench/instructions.py): "
+        "the same count on every run, where req/s and CPU time move by several per cent.",
+        "",
+        "| configuration | instructions per request | ÷ shipped default |",
+        "|---|---:|---:|",
+    ]
+    for key, value in counts.items():
+        out.append(f"| `{key}` | {value:,.0f} | {value / ours:.3f} |")
+    return out
+
+
 def drill_section(drills: dict) -> list[str]:
     """The terminate and restart drills, one row per configuration."""
     if not drills:
@@ -249,7 +270,7 @@ def mixed_section(mixed: dict) -> list[str]:
 
 
 def render(args, skipped, configs, runs, summary, micro, machine, wall: float, drills=None,
-           mixed=None) -> str:  # fmt: skip
+           mixed=None, instructions=None) -> str:  # fmt: skip
     """The markdown report."""
     mode = "smoke" if args.smoke else "full"
     out = [
@@ -321,6 +342,8 @@ def render(args, skipped, configs, runs, summary, micro, machine, wall: float, d
             f"{_fmt(row['rps']['five'])} | "
             f"{_fmt(row['rps']['nodb'])} | {conns} | {_fmt(row['sessions_per_1000'], 1)} |"
         )
+    out += ["", "## Instructions per request (callgrind)", ""]
+    out += instructions_section(instructions or {})
     out += ["", "## Router decision cost", ""]
     if micro is None:
         out.append(f"Not measured: {skipped.get('replica', 'replica project not available')}.")
