@@ -8,7 +8,9 @@ the next request connects afresh. PostgreSQL's ``statement_timeout`` ends a stat
 server is running, and libpq's ``connect_timeout`` a connection attempt, but nothing below the
 application ends a wait on a server that accepted and then hangs (a stopped process, a stalled
 disk): its kernel acknowledges every packet. psycopg can bound a wait, but Django never asks it
-to, so :class:`BoundedConnection` does on every wait of the connection.
+to, so :class:`BoundedConnection` does on every wait of the connection. A ``COMMIT`` that fails
+so inside ``atomic()`` fails within that bound: no reconnect follows it just to restore
+autocommit (:meth:`DatabaseWrapper.set_autocommit`).
 
 **A connection the server has ended is replaced before a statement is sent into it.** A
 restart, ``pg_terminate_backend()``, an idle timeout or a pooler restart leaves the server's
