@@ -88,10 +88,14 @@ def e2e_server(e2e_project):
         yield base
 
 
-@pytest.fixture(scope="session")
-def user_config(tmp_path_factory):
-    """A cookiecutter user config that keeps replay files and clones out of the home directory."""
-    home = tmp_path_factory.mktemp("cookiecutter-home")
+@pytest.fixture
+def user_config(tmp_path):
+    """A cookiecutter user config that keeps replay files and clones out of the home directory.
+
+    One per test: a replay another test wrote (from another template copy) is not this one's.
+    """
+    home = tmp_path / "cookiecutter-home"
+    home.mkdir()
     config = home / "config.yaml"
     config.write_text(
         f"cookiecutters_dir: {home / 'cookiecutters'}\nreplay_dir: {home / 'replay'}\n"

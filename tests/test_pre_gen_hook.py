@@ -126,9 +126,9 @@ def test_refused_bake_through_pytest_cookies_leaves_no_project_directory(cookies
     assert everything_under(tmp_path / "cookies") == ["bake00"]
 
 
-def test_refusal_is_one_error_line_on_stderr_of_the_real_command(tmp_path, user_config):
+def test_refusal_is_one_error_line_on_stderr_of_the_real_command(output_dir, user_config):
     command = [sys.executable, "-m", "cookiecutter", "--no-input", "--config-file"]
-    command += [str(user_config), "--output-dir", str(tmp_path), str(ROOT), "project_slug=1bad"]
+    command += [str(user_config), "--output-dir", str(output_dir), str(ROOT), "project_slug=1bad"]
 
     process = subprocess.run(command, capture_output=True, text=True, check=False)
 
@@ -137,7 +137,7 @@ def test_refusal_is_one_error_line_on_stderr_of_the_real_command(tmp_path, user_
         "ERROR: project_slug '1bad' is not valid: use a lowercase Python identifier "
         "(letters a-z, digits, underscores; not starting with a digit)"
     ]
-    assert everything_under(tmp_path) == []
+    assert everything_under(output_dir) == []
 
 
 def test_refused_bake_leaves_an_existing_directory_and_its_files_untouched(bake_cli, output_dir):
