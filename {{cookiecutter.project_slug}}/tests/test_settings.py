@@ -136,3 +136,17 @@ def test_local_honours_database_variables(load_settings):
 def test_local_allowed_hosts_are_optional(load_settings):
     assert load_settings("local").ALLOWED_HOSTS == ["localhost", "127.0.0.1", "[::1]"]
     assert load_settings("local", DJANGO_ALLOWED_HOSTS="dev.test").ALLOWED_HOSTS == ["dev.test"]
+
+
+def test_under_debug_each_log_line_is_printed_once():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
+    env |= {"DJANGO_SETTINGS_MODULE": "config.settings.local", "DJANGO_DEBUG": "true"}
+    code = (
+        "import logging, django; django.setup(); "
+        "logging.getLogger('django.request').warning('printed-once')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_DIR, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert (result.stdout + result.stderr).count("printed-once") == 1

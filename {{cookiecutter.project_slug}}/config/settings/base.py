@@ -105,4 +105,7 @@ LOGGING = {
         "handlers": ["console"],
         "level": env.choice("DJANGO_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
     },
+    # Django's own console handler (DEBUG only) would print each of its lines a second time:
+    # they reach the root's handler above anyway.
+    "loggers": {"django": {"handlers": [], "propagate": True}},
 }
