@@ -7,10 +7,7 @@ causes, the template's guard against it, or one documented step working as writt
 """
 
 import json
-import os
 import re
-import secrets
-import subprocess
 import threading
 import time
 import urllib.request
@@ -19,9 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from devtools.bakery import PGBOUNCER_INI, project_env, run
-from devtools.harness import APP_USER, HarnessError, PgBouncer, ShippedPgBouncer, server_user
-from devtools.harness.pgbouncer import relocated
+from devtools.harness import APP_USER, HarnessError, PgBouncer, ShippedPgBouncer
 from devtools.projects import Project, create_database
 
 # One worker runs the whole module: its module-scoped project and servers are set up once.
@@ -319,115 +314,3 @@ def test_generated_suite_passes_through_pgbouncer(project, pg_primary, pgbouncer
 
 
 # docs/pgbouncer.md, as written ----------------------------------------------------------
-
-PASSWORD = secrets.token_hex(16)  # needs no quoting in a URL or an SQL literal
-FENCE = re.compile(r"^(?P<indent> *)```\w*\n(?P<body>.*?)^(?P=indent)```", re.MULTILINE | re.DOTALL)
-
-
-def docs_text(project):
-    return (project.path / "docs" / "pgbouncer.md").read_text()
-
-
-class Docs:
-    """The code blocks of the project's docs/pgbouncer.md, run against ``primary`` (and
-    ``bouncer``) with their addresses, ports and directory in place of the documented ones."""
-
-    def __init__(self, project, primary, bouncer=None):
-        self.project = project
-        self.primary = primary
-        self.bouncer = bouncer
-        self.text = docs_text(project)
-
-    def block(self, marker):
-        """The one code block containing ``marker``, as this machine runs it."""
-        blocks = [
-            re.sub(rf"^{match['indent']}", "", match["body"], flags=re.MULTILINE)
-            for match in FENCE.finditer(self.text)
-            if marker in match["body"]
-        ]
-        assert len(blocks) == 1, f"{len(blocks)} code blocks contain {marker!r}"
-        here = {
-            "db.internal:5432": f"{self.primary.host}:{self.primary.port}",
-            ":PASSWORD@": f":{PASSWORD}@",
-            "'PASSWORD'": f"'{PASSWORD}'",
-        }
-        if self.bouncer is not None:
-            here |= {
-                "pgbouncer.internal:6432": f"{self.bouncer.host}:{self.bouncer.port}",
-                "/etc/pgbouncer/": f"{self.bouncer.workdir}/",  # as ShippedPgBouncer places files
-                "chown postgres:": f"chown {server_user().name}:",  # the account PgBouncer runs as
-            }
-        return re.sub("|".join(map(re.escape, here)), lambda match: here[match[0]], blocks[0])
-
-    def sh(self, *markers):
-        """Run the blocks containing ``markers`` in one shell, in the project directory."""
-        script = "\n".join(self.block(marker) for marker in markers)
-        env = project_env(
-            PATH=f"{self.project.python.parent}{os.pathsep}{os.environ['PATH']}",
-            PGPASSWORD=PASSWORD,  # what psql would ask for
-        )
-        return run(["bash", "-euo", "pipefail", "-c", script], cwd=self.project.path, env=env)
-
-    def sql(self, marker):
-        """Run the SQL block containing ``marker`` as the primary's superuser."""
-        command = ["psql", "-X", "-v", "ON_ERROR_STOP=1", self.primary.superuser_conninfo()]
-        result = subprocess.run(command, input=self.block(marker), capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr
-
-
-@pytest.fixture(scope="module")
-def documented(project, pg_primary):
-    """Steps 2 to 5 of "Set it up" done as written, for role and database shop_front.
-
-    The bouncer's directory stands for /etc/pgbouncer, so PgBouncer starts before step 4
-    writes userlist.txt there, then restarts to read it (step 4: "then reload").
-    """
-    Docs(project, pg_primary).sql("CREATE ROLE")
-    shipped = (project.path / PGBOUNCER_INI).read_text()
-    with ShippedPgBouncer(pg_primary, shipped, user=SLUG, password=PASSWORD) as bouncer:
-        docs = Docs(project, pg_primary, bouncer)
-        docs.sh("export DATABASE_URL", "pgbouncer_userlist")
-        bouncer.stop()
-        bouncer.start()
-        yield docs
-
-
-def test_documented_show_pools_works_as_written(documented):
-    result = documented.sh("SHOW POOLS")
-    # psql's table: database | user | cl_active | ...
-    assert re.search(rf"^ *{SLUG} *\| *{SLUG} *\|", result.stdout, re.MULTILINE)
-
-
-def test_documented_migrate_works_as_written(documented, pg_primary):
-    documented.sh("export DATABASE_URL", "python manage.py migrate")
-    applied = pg_primary.execute("SELECT count(*) FROM django_migrations", dbname=SLUG)
-    assert applied[0][0] > 10
-
-
-def test_documented_test_run_passes_through_pgbouncer(documented):
-    documented.sql("CREATEDB")
-    assert_passed(documented.sh("export DATABASE_URL", "python -m pytest"))
-
-
-def test_documented_try_without_a_certificate_works_as_written(project, pg_primary, pgbouncer):
-    with ShippedPgBouncer(pg_primary, pgbouncer.shipped) as bouncer:
-        bouncer.stop()
-        Docs(project, pg_primary, bouncer).sh("client_tls_sslmode = disable")
-        for name in ("client_tls_key_file", "client_tls_cert_file"):
-            relocated(bouncer.file_settings[name], bouncer.workdir).unlink()
-        bouncer.start()
-        env = project.env(**urls(bouncer, pg_primary, bouncer.database))  # local settings
-        result = project.shell(
-            "from django.db import connection; connection.ensure_connection(); "
-            "print('TLS', connection.connection.pgconn.ssl_in_use)",
-            no_imports=True,
-            env=env,
-        )
-    assert "TLS False" in result.stdout
-
-
-def test_ci_runs_at_least_the_documented_pgbouncer_version(project):
-    documented = re.search(r"PgBouncer (\d+)\.(\d+) or newer", docs_text(project))
-    ci = (project.path / ".github" / "workflows" / "ci.yml").read_text()
-    image = re.search(r"image: edoburu/pgbouncer:v(\d+)\.(\d+)", ci)
-    assert tuple(map(int, image.groups())) >= tuple(map(int, documented.groups()))

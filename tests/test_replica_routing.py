@@ -127,3 +127,24 @@ def test_the_generated_suite_passes_with_a_real_replica_configured(
     result = e2e_project.run("-m", "pytest", "-q", "-p", "no:cacheprovider", env=env, timeout=600)
     assert " passed" in result.stdout
     assert "failed" not in result.stdout
+
+
+def test_a_hung_replica_costs_one_connect_timeout_then_reads_go_to_the_primary(
+    e2e_project, pg_primary, pg_replica
+):
+    # A fresh worker, with the defaults: DATABASE_REPLICA_CONNECT_TIMEOUT 2 s, cool-down 10 s.
+    variables = urls(pg_primary, pg_replica, "e2e_hung") | {"DATABASE_REPLICA_CONNECT_TIMEOUT": "2"}
+    with serving(e2e_project, **variables) as base:
+        client = Client(base)
+        pg_replica.freeze()  # its kernel accepts the connection; nothing answers
+        try:
+            took = []
+            for _ in range(3):
+                started = time.perf_counter()
+                client.get("/notes/")  # raises on any non-2xx answer
+                took.append(time.perf_counter() - started)
+        finally:
+            pg_replica.thaw()
+    print(f"\nhung replica: reads took {', '.join(f'{t:.2f}' for t in took)} s")
+    assert 1.8 < took[0] < 3.0  # one connect attempt of 2 s, then the same read on the primary
+    assert max(took[1:]) < 0.5  # the replica cools down: not tried again

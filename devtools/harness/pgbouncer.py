@@ -226,6 +226,10 @@ class PgBouncer(Server):
                         conn.execute("SELECT 1")
                     return
                 except psycopg.OperationalError as exc:
+                    # PgBouncer checked the password and asked the server, which has no such
+                    # database yet (a test's first step may create it): PgBouncer is up.
+                    if f'database "{self.database}" does not exist' in str(exc):
+                        return
                     if time.monotonic() > deadline:
                         message = f"pgbouncer on port {self.port} never answered: {exc}"
                         raise HarnessError(with_log_tail(message, self.log_path)) from exc
@@ -293,14 +297,20 @@ class ShippedPgBouncer(PgBouncer):
 
     Everything but addresses, ports and paths comes from the file (see :func:`local_ini`):
     pool sizes, timeouts, pool mode, SCRAM authentication, client TLS and console users.
-    The file routes the database named after the project, and the role has that name too:
-    ``user``, with ``password`` (by default the one the primary gave it). The auth file
-    holds the role's SCRAM secret as stored on the primary; the client TLS key and
-    certificate are a throwaway self-signed pair.
+    The file routes the database named after the project (``database``, by default named
+    as the role); the role is ``user``, with ``password`` (by default the one the primary
+    gave it). The auth file holds the role's SCRAM secret as stored on the primary; the
+    client TLS key and certificate are a throwaway self-signed pair.
     """
 
     def __init__(
-        self, primary: Primary, shipped: str, *, user: str = APP_USER, password: str | None = None
+        self,
+        primary: Primary,
+        shipped: str,
+        *,
+        user: str = APP_USER,
+        password: str | None = None,
+        database: str | None = None,
     ) -> None:
         self.shipped = shipped
         self.file_settings = ini_settings(shipped).get("pgbouncer", {})
@@ -310,7 +320,7 @@ class ShippedPgBouncer(PgBouncer):
             default_pool_size=int(self.file_settings.get("default_pool_size", 20)),
             pool_mode=self.file_settings.get("pool_mode", "session"),
             users=(user,),
-            database=user,
+            database=database or user,
         )
 
     @property

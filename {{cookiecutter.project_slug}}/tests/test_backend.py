@@ -25,7 +25,7 @@ from config.backends.postgresql.base import DatabaseWrapper
 
 BOUND = 0.5  # QUERY_TIMEOUT of the relayed connection, seconds
 DATABASE_KEYS = ("NAME", "USER", "PASSWORD", "HOST", "PORT")
-SLACK = 0.5  # how late past its bound a wait may end
+SLACK = 1.0  # how late past its bound a wait may end, on a busy machine
 
 
 @pytest.fixture
@@ -184,7 +184,7 @@ def test_a_quiet_idle_connection_is_usable_without_a_round_trip(relay, through):
     relay.freeze()  # a round trip would now wait for its bound
     started = time.monotonic()
     assert through.is_usable() is True
-    assert time.monotonic() - started < 0.05
+    assert time.monotonic() - started < BOUND / 2  # no round trip, which would wait
 
 
 def test_a_connection_the_server_ended_is_not_usable(through):

@@ -8,7 +8,7 @@ import pytest
 from django.db import connections
 
 from config import readiness
-from config.aliases import DEFAULT
+from config.aliases import DEFAULT, PRIMARIES
 
 SECRET = "s3cret-password"
 OPERATOR = {"REMOTE_ADDR": "10.0.0.3"}  # a kubelet, or an operator inside the network
@@ -152,9 +152,13 @@ def test_readyz_answers_503_within_a_second_on_a_primary_that_hangs(
 
 @pytest.fixture
 def primary_through(relay, monkeypatch):
-    """Reach the real primary through the relay, which counts the connections."""
-    monkeypatch.setitem(connections[DEFAULT].settings_dict, "HOST", "127.0.0.1")
-    monkeypatch.setitem(connections[DEFAULT].settings_dict, "PORT", relay.port)
+    """Reach the real primary through the relay, which counts the connections (as the
+    primary itself is reached: ``default`` may be a pooler that wants TLS)."""
+    settings_dict = connections[DEFAULT].settings_dict
+    primary = connections[PRIMARIES[-1]].settings_dict
+    monkeypatch.setitem(settings_dict, "HOST", "127.0.0.1")
+    monkeypatch.setitem(settings_dict, "PORT", relay.port)
+    monkeypatch.setitem(settings_dict, "OPTIONS", primary["OPTIONS"])
     return relay
 
 
