@@ -1,117 +1,37 @@
-"""The backups a baked project ships, restored: a point-in-time recovery drill.
+"""The backups a baked project ships, restored: docs/backups.md's restore of a copy next to the
+running database and its way of bringing rows back, followed as written.
 
 A primary archives its WAL with the baked ``deploy/backup/archiving.conf``; pgBackRest runs
 with the baked ``pgbackrest.conf`` and takes its backups with the command of the baked systemd
-unit. Only paths, ports and the passphrase differ from the shipped files. The backup files
-depend on no option, so one project (with read replicas, for the standby rebuild) serves all.
+unit. The doc's marked blocks run as written, with only paths, ports and the values a reader
+fills in changed (``devtools/backups.py``). The backup files depend on no option, so one
+project (with read replicas, for the standby rebuild) serves all. The tests run in the file's
+order: the step that brings the rows back drops the copy. The in-place rollback and the
+restore onto a new server have modules of their own: test_backup_rollback.py and
+test_backup_new_server.py.
 """
 
-import configparser
-import json
 import re
-import secrets
 import shlex
-import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from devtools.bakery import bake
-from devtools.harness import REPLICATION_USER, Primary, Replica, Restored, server_user
-from devtools.harness.host import make_workdir, run, write_file
+from devtools.backups import TABLE, Site, batches, create_table, now, write_batch
+from devtools.harness import REPLICATION_USER, Replica
 
-# One worker runs the whole module: its module-scoped projects are set up once.
+# One worker runs the whole module: its module-scoped project and servers are set up once.
 pytestmark = pytest.mark.xdist_group("backups")
 
 BASE_ROWS = 400_000  # in the full backup
 BATCH_ROWS = 1_000  # each written after it, a moment apart
 PAUSE = 0.3  # seconds between a batch and the recovery target, on either side
-
-
-class PgBackRest:
-    """pgBackRest configured by the baked project's ``deploy/backup/``, run as the server user.
-
-    Its configuration directory is a temporary one (``--config-path``): ``pgbackrest.conf``
-    as shipped with this machine's paths and ports, and ``conf.d/secret.conf`` holding a fresh
-    passphrase, where the docs tell operators to put it.
-    """
-
-    def __init__(self, project: Path) -> None:
-        self.deploy = project / "deploy" / "backup"
-        self.stanza = project.name  # named after the project's slug
-        self.path = make_workdir("pgbackrest")
-        self.repo_path = self.path / "repo"
-        for directory in (self.path / "conf.d", self.repo_path, self.path / "log"):
-            directory.mkdir()
-            server_user().chown(directory)
-        passphrase = secrets.token_urlsafe(48)
-        write_file(
-            self.path / "conf.d" / "secret.conf", f"[global]\nrepo1-cipher-pass={passphrase}\n"
-        )
-
-    def close(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-    def archive_settings(self) -> dict[str, str]:
-        """The shipped archiving.conf, its ``pgbackrest`` pointed at this configuration."""
-        text = (self.deploy / "archiving.conf").read_text()
-        settings = {
-            name: value[1:-1].replace("''", "'") if value.startswith("'") else value
-            for name, value in re.findall(r"^(\w+)\s*=\s*('(?:[^']|'')*'|[^\s#]+)", text, re.M)
-        }
-        command = settings["archive_command"]
-        assert command.startswith("pgbackrest "), command
-        settings["archive_command"] = command.replace("pgbackrest", self._executable(), 1)
-        return settings
-
-    def configure(self, primary: Primary) -> None:
-        """Write the shipped pgbackrest.conf with this machine's paths and ``primary``'s port:
-        nothing else changes."""
-        config = configparser.ConfigParser(interpolation=None)
-        config.optionxform = str  # option names are case-sensitive
-        config.read_string((self.deploy / "pgbackrest.conf").read_text())
-        config["global"].update(
-            {"repo1-path": str(self.repo_path), "log-path": str(self.path / "log")}
-        )
-        config["global"]["lock-path"] = str(self.path)  # the default is shared by test workers
-        config[self.stanza].update(
-            {
-                "pg1-path": str(primary.data_dir),
-                "pg1-port": str(primary.port),
-                "pg1-socket-path": str(primary.socket_dir),
-            }
-        )
-        with (self.path / "pgbackrest.conf").open("w") as conf:
-            config.write(conf)
-        server_user().chown(self.path / "pgbackrest.conf")
-
-    def run(self, *args: str, timeout: float = 300) -> str:
-        """Run ``pgbackrest`` with ``args`` on the shipped stanza; return its output."""
-        command = shlex.split(self._executable())
-        return run([*command, f"--stanza={self.stanza}", *args], cwd=self.path, timeout=timeout)
-
-    def backup(self, timer: str) -> str:
-        """Run the backup that ``timer`` starts, as its unit runs it, plus ``--start-fast``
-        (production waits for the next checkpoint instead)."""
-        (unit,) = re.findall(r"^Unit=(.+)$", (self.deploy / timer).read_text(), re.M)
-        template, instance = re.fullmatch(r"(.+@)(.+)\.service", unit).groups()
-        service = (self.deploy / f"{template}.service").read_text()
-        (command,) = re.findall(r"^ExecStart=(.*)$", service, re.M)
-        program, *args = shlex.split(command.replace("%i", instance))
-        assert Path(program).name == "pgbackrest", command
-        command = [program, f"--config-path={self.path}", "--start-fast", *args]
-        return run(command, cwd=self.path, timeout=300)
-
-    def restore(self, data_dir: Path, *options: str) -> str:
-        """Restore the repository's backups into ``data_dir``."""
-        return self.run(f"--pg1-path={data_dir}", *options, "restore")
-
-    def _executable(self) -> str:
-        return f"pgbackrest --config-path={self.path}"
+DELETED = 1  # the batch a wrong DELETE removes after the target
+NEW = 4  # the batch written once the deleted rows are back
+REBUILT = 5  # the row written while the rebuilt standby streams
 
 
 class Backup(NamedTuple):
@@ -132,83 +52,103 @@ class Drill:
 
 
 @pytest.fixture(scope="module")
-def backrest(tmp_path_factory):
-    project = bake({"use_read_replica": True}, tmp_path_factory.mktemp("backups"))
-    backrest = PgBackRest(project)
-    yield backrest
-    backrest.close()
+def site():
+    site = Site()
+    yield site
+    site.close()
 
 
 @pytest.fixture(scope="module")
-def primary(backrest):
-    with Primary(settings=backrest.archive_settings()) as server:
-        backrest.configure(server)
-        backrest.run("stanza-create")
-        yield server
+def machine(site):
+    """The database server as "Set it up" leaves it: archiving, the stanza created."""
+    machine = site.machine(archiving=True)
+    machine.backrest.run("stanza-create")
+    return machine
 
 
-def write_batch(primary: Primary, batch: int, rows: int) -> tuple[str, str]:
-    """Insert ``rows`` rows of ``batch``; return when the first and the last was written."""
-    return primary.execute(
-        "WITH written AS (INSERT INTO drill (batch, payload)"
-        " SELECT %s, md5(i::text) || md5((-i)::text) FROM generate_series(1, %s) AS i"
-        " RETURNING written_at) SELECT min(written_at)::text, max(written_at)::text FROM written",
-        [batch, rows],
-        dbname="app",
-    )[0]
-
-
-def timed_backup(backrest: PgBackRest, timer: str) -> Backup:
+def timed_backup(machine, timer):
     started = time.monotonic()
-    backrest.backup(timer)
+    machine.backrest.backup(timer)
     seconds = time.monotonic() - started
-    (stanza,) = json.loads(backrest.run("info", "--output=json"))
-    return Backup(seconds, stanza["backup"][-1]["info"]["repository"]["delta"] / 1e6)
+    newest = machine.backrest.info()["backup"][-1]
+    return Backup(seconds, newest["info"]["repository"]["delta"] / 1e6)
 
 
 @pytest.fixture(scope="module")
-def drill(backrest, primary):
-    """Backups and batches of rows: a full backup, a batch, a differential backup, two more
-    batches with the recovery target between them, and the WAL of all of them archived."""
-    primary.execute(
-        "CREATE TABLE drill (id bigserial PRIMARY KEY, batch int NOT NULL,"
-        " written_at timestamptz NOT NULL DEFAULT clock_timestamp(), payload text NOT NULL)",
-        dbname="app",
-    )
-    write_batch(primary, 0, BASE_ROWS)
-    database_mb = primary.execute("SELECT pg_database_size('app')")[0][0] / 1e6
-    full = timed_backup(backrest, "pgbackrest-full.timer")
-    write_batch(primary, 1, BATCH_ROWS)
-    diff = timed_backup(backrest, "pgbackrest-diff.timer")
-    _, last_before = write_batch(primary, 2, BATCH_ROWS)
+def drill(site, machine):
+    """Backups and batches of rows: a full backup, a batch, a differential backup, another
+    batch, the recovery target, the mistake (batch 1 deleted) and a batch written after it,
+    the WAL of all of them archived."""
+    primary, database = machine.main.server, site.database
+    create_table(primary, database)
+    write_batch(primary, database, 0, BASE_ROWS)
+    database_mb = primary.execute("SELECT pg_database_size(%s)", [database])[0][0] / 1e6
+    full = timed_backup(machine, "pgbackrest-full.timer")
+    write_batch(primary, database, 1, BATCH_ROWS)
+    diff = timed_backup(machine, "pgbackrest-diff.timer")
+    _, last_before = write_batch(primary, database, 2, BATCH_ROWS)
     time.sleep(PAUSE)
-    target = primary.execute("SELECT clock_timestamp()::text")[0][0]
+    target = now(primary)
     time.sleep(PAUSE)
-    first_after, _ = write_batch(primary, 3, BATCH_ROWS)
-    backrest.run("check")  # switches to a new WAL segment and waits until the last is archived
+    primary.execute(f"DELETE FROM {TABLE} WHERE batch = %s", [DELETED], dbname=database)
+    first_after, _ = write_batch(primary, database, 3, BATCH_ROWS)
+    machine.backrest.run("check")  # switches to a new WAL segment and waits until it is archived
     return Drill(target, last_before, first_after, database_mb, full, diff)
 
 
-def test_a_point_in_time_restore_has_exactly_the_rows_written_before_that_point(
-    backrest, primary, drill
+def filled_in(drill):
+    """What a reader writes in place of the doc's example target and table."""
+    return {"2026-03-14 09:59:00+00": drill.target, "orders_order": TABLE}
+
+
+@pytest.fixture(scope="module")
+def copy(machine, drill):
+    """The doc's "restore a copy next to the running database", as written: the copy (Debian's
+    cluster ``pitr``) and how long each command took."""
+    timings = machine.run("restore-a-copy", filled_in(drill))
+    return machine.clusters["pitr"], timings
+
+
+@pytest.fixture(scope="module")
+def rows_back(machine, drill, copy):
+    """The doc's way of bringing the rows back from the copy, as written; it drops the copy."""
+    return machine.run("copy-rows-back", filled_in(drill))
+
+
+def test_the_timers_take_a_full_then_a_differential_backup(machine, drill):
+    assert [backup["type"] for backup in machine.backrest.info()["backup"]] == ["full", "diff"]
+
+
+def test_scheduled_backups_wait_for_a_spread_checkpoint_instead_of_forcing_one(machine):
+    deploy = machine.backrest.deploy
+    (command,) = re.findall(
+        r"^ExecStart=(.*)$", (deploy / "pgbackrest-backup@.service").read_text(), re.M
+    )
+    assert "--start-fast" not in shlex.split(command)
+    assert re.search(r"^start-fast=n$", (deploy / "pgbackrest.conf").read_text(), re.M)
+
+
+def test_every_file_in_the_repository_is_encrypted(site, drill):
+    files = [path for path in site.repository.rglob("*") if path.is_file()]
+    plain = [path for path in files if path.read_bytes()[:8] != b"Salted__"]  # OpenSSL's header
+    assert files
+    assert plain == []
+
+
+def test_a_copy_restored_next_to_production_has_exactly_the_rows_written_before_the_target(
+    site, drill, copy
 ):
-    started = time.monotonic()
-    options = ("--type=time", f"--target={drill.target}", "--target-action=promote")
-    # archive-mode=off: a restored copy must never push its WAL into the primary's archive.
-    with Restored(
-        primary, lambda data_dir: backrest.restore(data_dir, *options, "--archive-mode=off")
-    ) as restored:
-        restored.wait_until_writable()
-        restore_seconds = time.monotonic() - started
-        counts = dict(
-            restored.execute("SELECT batch, count(*) FROM drill GROUP BY batch", dbname="app")
-        )
-        newest = restored.execute("SELECT max(written_at)::text FROM drill", dbname="app")[0][0]
+    cluster, timings = copy
+    counts = batches(cluster.server, site.database)
+    query = f"SELECT max(written_at)::text FROM {TABLE}"
+    newest = cluster.server.execute(query, dbname=site.database)[0][0]
     print(
         f"\ndatabase {drill.database_mb:.0f} MB ({BASE_ROWS:,} rows + 3 x {BATCH_ROWS:,});"
         f" full backup {drill.full.seconds:.1f} s, {drill.full.repository_mb:.1f} MB"
         f" in the repository; diff {drill.diff.seconds:.1f} s,"
-        f" {drill.diff.repository_mb:.1f} MB; restore and recovery {restore_seconds:.1f} s"
+        f" {drill.diff.repository_mb:.1f} MB; copy restored and recovered"
+        f" {sum(timings.values()) - creating(timings):.1f} s"
+        f" (+ {creating(timings):.1f} s for the empty cluster)"
         f"\ntarget {drill.target}: newest restored row {newest},"
         f" next row written {drill.first_after} (not restored)"
     )
@@ -216,19 +156,30 @@ def test_a_point_in_time_restore_has_exactly_the_rows_written_before_that_point(
     assert newest == drill.last_before
 
 
-def test_the_timers_take_a_full_then_a_differential_backup(backrest, drill):
-    (stanza,) = json.loads(backrest.run("info", "--output=json"))
-    assert [backup["type"] for backup in stanza["backup"]] == ["full", "diff"]
+def creating(timings):
+    """The seconds the harness took to make the empty cluster (``pg_createcluster``)."""
+    return sum(seconds for command, seconds in timings.items() if command.startswith("pg_create"))
 
 
-def test_every_file_in_the_repository_is_encrypted(backrest, drill):
-    files = [path for path in backrest.repo_path.rglob("*") if path.is_file()]
-    plain = [path for path in files if path.read_bytes()[:8] != b"Salted__"]  # OpenSSL's header
-    assert files
-    assert plain == []
+def test_the_rows_copied_back_from_the_copy_are_in_the_live_table_again(site, machine, rows_back):
+    print(f"\nrows copied back from the copy in {sum(rows_back.values()):.1f} s")
+    counts = batches(machine.main.server, site.database)
+    assert counts == {0: BASE_ROWS, 1: BATCH_ROWS, 2: BATCH_ROWS, 3: BATCH_ROWS}
+    assert "pitr" not in machine.clusters  # the copy is dropped
 
 
-def test_a_standby_rebuilt_from_the_backup_streams_from_the_primary(backrest, primary, drill):
+def test_new_rows_get_new_ids_after_the_rows_came_back(site, machine, rows_back):
+    primary = machine.main.server
+    write_batch(primary, site.database, NEW, BATCH_ROWS)  # no duplicate key
+    query = (
+        f"SELECT min(id) FILTER (WHERE batch = %s), max(id) FILTER (WHERE batch <> %s) FROM {TABLE}"
+    )
+    first_new, last_old = primary.execute(query, [NEW, NEW], dbname=site.database)[0]
+    assert first_new > last_old
+
+
+def test_a_standby_rebuilt_from_the_backup_streams_from_the_primary(site, machine, drill):
+    primary = machine.main.server
     conninfo = make_conninfo(
         host=primary.host,
         port=primary.port,
@@ -236,10 +187,16 @@ def test_a_standby_rebuilt_from_the_backup_streams_from_the_primary(backrest, pr
         password=primary.password(REPLICATION_USER),
     )
     options = ("--type=standby", f"--recovery-option=primary_conninfo={conninfo}")
-    with Replica(primary, clone=lambda data_dir: backrest.restore(data_dir, *options)) as standby:
-        primary.execute("INSERT INTO drill (batch, payload) VALUES (4, 'rebuilt')", dbname="app")
+    restore = machine.backrest.restore
+    with Replica(primary, clone=lambda data_dir: restore(data_dir, *options)) as standby:
+        primary.execute(
+            f"INSERT INTO {TABLE} (batch, payload) VALUES (%s, 'rebuilt')",
+            [REBUILT],
+            dbname=site.database,
+        )
         standby.wait_for_replay(timeout=60)
         receiver = standby.execute("SELECT status, sender_port FROM pg_stat_wal_receiver")
-        rows = standby.execute("SELECT count(*) FROM drill WHERE batch = 4", dbname="app")
+        query = f"SELECT count(*) FROM {TABLE} WHERE batch = %s"
+        rows = standby.execute(query, [REBUILT], dbname=site.database)
     assert receiver == [("streaming", primary.port)]
     assert rows == [(1,)]
