@@ -1,6 +1,8 @@
 """One database URL from the environment, parsed into a ``DATABASES`` entry."""
 
+import re
 from typing import Any
+from urllib.parse import unquote
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -8,17 +10,56 @@ from django.core.exceptions import ImproperlyConfigured
 ENGINE = "config.backends.postgresql"  # Django's backend with bounded waits
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 URL_EXPECTED = "a PostgreSQL URL such as postgres://USER:PASSWORD@HOST:5432/NAME"
+HOSTS_EXPECTED = (
+    "HOST[:PORT] items separated by commas, IPv6 addresses in brackets, such as "
+    "postgres://USER:PASSWORD@db1:5432,db2:5432/NAME"
+)
 SCHEMES = ("postgres", "postgresql", "pgsql")
+SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
+WRITABLE_SESSION_ATTRS = ("any", "read-write", "primary")
+LOAD_BALANCE_HOSTS = ("disable", "random")
+
+# libpq's own detection of a peer that vanished (a crashed host, a partition), which no error
+# or end-of-file announces: an idle connection is probed after 10 s and given up after three
+# unanswered probes 3 s apart; data unacknowledged for 10 s ends the connection. Without these,
+# Linux waits about two hours, or 15 minutes of retransmissions. The URL can override each.
+DEAD_PEER_DETECTION = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 3,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # milliseconds
+}
+
+# One HOST[:PORT] item of a multi-host netloc: a bracketed IPv6 address or a name without
+# colons, then an optional port.
+_HOST_ITEM = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.%]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>\d+))?")
+_PLACEHOLDER = "several-hosts"
 
 
-def parse(name, url, *, sslmode=None, connect_timeout, query_timeout, **settings):
+def parse(
+    name,
+    url,
+    *,
+    sslmode=None,
+    connect_timeout,
+    query_timeout,
+    target_session_attrs="read-write",
+    **settings,
+):
     """Return the ``DATABASES`` entry for ``url``, read from variable ``name``.
 
     An ``sslmode`` written in the URL is kept exactly as written; ``sslmode`` fills in only
-    when the URL names none, as do ``connect_timeout`` (libpq's, whole seconds) and, for
-    :mod:`config.backends.postgresql`, ``query_timeout``. ``settings`` (``ENGINE``,
-    ``CONN_MAX_AGE``, ``OPTIONS``, ...) are merged in, ``OPTIONS`` under the URL's own.
-    Errors never repeat the URL: it holds a password.
+    when the URL names none, as do ``connect_timeout`` (libpq's, whole seconds),
+    :data:`DEAD_PEER_DETECTION` and, for :mod:`config.backends.postgresql`, ``query_timeout``.
+    ``settings`` (``ENGINE``, ``CONN_MAX_AGE``, ``OPTIONS``, ...) are merged in, ``OPTIONS``
+    under the URL's own. Errors never repeat the URL: it holds a password.
+
+    A URL may name several hosts, as libpq's own URLs do (``db1:5432,db2:5432``): libpq tries
+    them in turn and keeps the first whose session matches ``target_session_attrs``, which
+    defaults to the argument of that name (``read-write``: where writes are accepted, which
+    after a failover is the promoted standby). dj-database-url refuses such URLs, so the
+    hosts are parsed here.
     """
     scheme = url.partition("://")[0] if "://" in url else ""
     if scheme not in SCHEMES:
@@ -26,6 +67,7 @@ def parse(name, url, *, sslmode=None, connect_timeout, query_timeout, **settings
             f"{name} is not a PostgreSQL URL (scheme {scheme or 'missing'!r}): "
             f"expected {URL_EXPECTED}."
         )
+    url, hosts = _one_host(name, url)
     try:
         # A plain dict: the entry gains keys dj-database-url's TypedDict does not know.
         parsed: dict[str, Any] = dict(dj_database_url.parse(url, engine=ENGINE))
@@ -36,16 +78,59 @@ def parse(name, url, *, sslmode=None, connect_timeout, query_timeout, **settings
         ) from None
     if not parsed.get("NAME"):
         raise ImproperlyConfigured(f"{name} names no database: expected {URL_EXPECTED}.")
+    if hosts:
+        parsed["HOST"] = ",".join(host for host, _ in hosts)
+        ports = [port for _, port in hosts]
+        parsed["PORT"] = ",".join(ports) if any(ports) else ""
     options = {
         "connect_timeout": connect_timeout,
+        **DEAD_PEER_DETECTION,
         **({"sslmode": sslmode} if sslmode else {}),
+        **({"target_session_attrs": target_session_attrs} if hosts else {}),
         **settings.pop("OPTIONS", {}),
         **parsed.get("OPTIONS", {}),
     }
-    if options.get("sslmode", "prefer") not in SSLMODES:
+    _check_choice(name, options, "sslmode", SSLMODES)
+    _check_choice(name, options, "load_balance_hosts", LOAD_BALANCE_HOSTS)
+    _check_choice(name, options, "target_session_attrs", SESSION_ATTRS)
+    if (
+        target_session_attrs in WRITABLE_SESSION_ATTRS
+        and options.get("target_session_attrs", "any") not in WRITABLE_SESSION_ATTRS
+    ):
         raise ImproperlyConfigured(
-            f"{name} has sslmode={options['sslmode']!r}: expected one of "
-            + ", ".join(SSLMODES)
+            f"{name} has target_session_attrs={options['target_session_attrs']!r}, which "
+            "lets the primary's connections land on a server that refuses writes: expected "
+            + ", ".join(WRITABLE_SESSION_ATTRS)
             + "."
         )
     return {**parsed, "QUERY_TIMEOUT": query_timeout, **settings, "OPTIONS": options}
+
+
+def _one_host(name, url):
+    """Return ``url`` with a single placeholder host, and its ``(host, port)`` list.
+
+    A URL naming one host is returned as it is, with an empty list.
+    """
+    scheme, _, rest = url.partition("://")
+    end = min((rest.find(c) for c in "/?#" if c in rest), default=len(rest))
+    userinfo, at, netloc = rest[:end].rpartition("@")
+    if "," not in netloc:
+        return url, []
+    hosts = []
+    for item in netloc.split(","):
+        match = _HOST_ITEM.fullmatch(item)
+        port = match and match["port"]
+        if not match or (port and not 0 < int(port) < 65536):
+            raise ImproperlyConfigured(
+                f"{name} names {len(netloc.split(','))} hosts, not all valid: "
+                f"expected {HOSTS_EXPECTED}."
+            )
+        hosts.append((match["ipv6"] or unquote(match["host"]), port or ""))
+    return f"{scheme}://{userinfo}{at}{_PLACEHOLDER}{rest[end:]}", hosts
+
+
+def _check_choice(name, options, option, choices):
+    if option in options and options[option] not in choices:
+        raise ImproperlyConfigured(
+            f"{name} has {option}={options[option]!r}: expected one of " + ", ".join(choices) + "."
+        )

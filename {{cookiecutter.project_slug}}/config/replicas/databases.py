@@ -1,5 +1,7 @@
 """The ``DATABASES`` entries of the read replicas, from ``DATABASE_REPLICA_URLS``."""
 
+import re
+
 from config import env
 from config.aliases import REPLICA_PREFIX
 from config.database_url import parse
@@ -12,9 +14,7 @@ def databases(*, sslmode, lifetime):
     # Replicas get short bounds: a dead or frozen one is skipped, not waited for.
     connect_timeout = env.integer("DATABASE_REPLICA_CONNECT_TIMEOUT", 2, minimum=1)
     query_timeout = env.seconds("DATABASE_REPLICA_QUERY_TIMEOUT", 3.0, minimum=0.1)
-    urls = env.strings(
-        "DATABASE_REPLICA_URLS", [], expected="comma-separated PostgreSQL replica URLs"
-    )
+    urls = replica_urls(env.string("DATABASE_REPLICA_URLS", ""))
     options = lifetime["OPTIONS"]
     if "pool" in options:
         # A pool waits its whole timeout for a connection to a dead replica before the read
@@ -28,7 +28,18 @@ def databases(*, sslmode, lifetime):
             sslmode=sslmode,
             connect_timeout=connect_timeout,
             query_timeout=query_timeout,
+            target_session_attrs="standby",
             **{**lifetime, "ENGINE": ENGINE, "OPTIONS": options},
         )
         for number, url in enumerate(urls, start=1)
     }
+
+
+# Between two URLs: white space, or a comma that a scheme follows. A comma inside a URL
+# separates the hosts of one multi-host URL.
+_BETWEEN_URLS = re.compile(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def replica_urls(value):
+    """Split ``DATABASE_REPLICA_URLS`` into URLs: separated by commas or white space."""
+    return [url.strip(",") for url in _BETWEEN_URLS.split(value) if url.strip(",")]
