@@ -11,6 +11,7 @@ import time
 
 import pytest
 from django.db import (
+    DatabaseError,
     OperationalError,
     close_old_connections,
     connection,
@@ -207,6 +208,41 @@ def test_a_transaction_whose_session_ended_fails_instead_of_moving(through):
     with pytest.raises(OperationalError), through.cursor() as cursor:
         cursor.execute("SELECT 1")
     through.close()
+
+
+def demote(wrapper):
+    """Make ``wrapper``'s session refuse writes, as a server demoted to a standby does."""
+    with wrapper.cursor() as cursor:
+        cursor.execute("SET default_transaction_read_only = on")
+
+
+def backend_pid(wrapper):
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_refused_a_write_as_read_only_is_replaced(through, table):
+    demote(through)
+    before = backend_pid(through)
+    with pytest.raises(DatabaseError, match="read-only transaction"):
+        execute(through, "INSERT INTO bounded VALUES (1)")
+    execute(through, "INSERT INTO bounded VALUES (1)")  # on a new connection, writable
+    assert backend_pid(through) != before
+    assert rows(table) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pooled_connection_refused_a_write_as_read_only_is_not_handed_out_again(pooled, table):
+    demote(pooled)
+    with pytest.raises(DatabaseError, match="read-only transaction"):
+        execute(pooled, "INSERT INTO bounded VALUES (1)")
+    pooled.close_if_unusable_or_obsolete()  # what Django runs at the end of every request
+    for _ in range(4):  # every connection the pool holds
+        execute(pooled, "INSERT INTO bounded VALUES (1)")
+        pooled.close()
+    assert rows(table) == 4
 
 
 @pytest.fixture

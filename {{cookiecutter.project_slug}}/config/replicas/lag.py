@@ -164,6 +164,11 @@ class ReplicaLag:
         state = self._states.get(alias)
         return state is not None and state.serves(position, settings.REPLICA_MAX_LAG_SECONDS)
 
+    def promoted(self, alias):
+        """Return True when the last look found ``alias`` out of recovery: a primary now."""
+        state = self._states.get(alias)
+        return state is not None and not state.in_recovery
+
     def claim(self, alias):
         """Return True to the one caller that should look at ``alias`` now.
 

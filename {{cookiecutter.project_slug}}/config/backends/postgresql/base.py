@@ -17,13 +17,18 @@ restart, ``pg_terminate_backend()``, an idle timeout or a pooler restart leaves 
 goodbye (an error message, end of file) on the idle socket. Django's health check is a
 ``SELECT 1`` round trip, once per request; :meth:`DatabaseWrapper.is_usable` looks at the socket
 instead, at no round trip, so it runs before every cursor outside a transaction. Nothing is
-ever sent twice: a statement that was sent is never repeated, whatever happened to it.
+ever sent twice: a statement that was sent is never repeated, whatever happened to it. A
+connection that was refused a write because its server is read-only is replaced too: after a
+failover, a connection through a pooler outlives the demoted primary behind it, and only a
+new connection lets libpq's ``target_session_attrs`` find the new one.
 """
 
 import select
 
 import psycopg
+from django.db import utils
 from django.db.backends.postgresql import base
+from django.utils.functional import cached_property
 from psycopg.errors import _WaitTimeout  # what Connection.wait() raises once its timeout passes
 from psycopg.pq import TransactionStatus
 
@@ -49,10 +54,24 @@ class BoundedConnection(psycopg.Connection):
             ) from None
 
 
+class DatabaseErrorWrapper(utils.DatabaseErrorWrapper):
+    """Django's, noting on the connection a write refused by a read-only server."""
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        if exc_type is not None and issubclass(exc_type, psycopg.errors.ReadOnlySqlTransaction):
+            self.wrapper.refused_as_read_only = True  # type: ignore[attr-defined]  # not in stubs
+        return super().__exit__(exc_type, exc_value, traceback)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.query_timeout = self.settings_dict.get("QUERY_TIMEOUT") or None
+        self.refused_as_read_only = False
+
+    @cached_property
+    def wrap_database_errors(self):
+        return DatabaseErrorWrapper(self)
 
     def _configure_connection(self, connection):
         # Django's hook for every new connection, pooled or not, before its first query.
@@ -88,13 +107,20 @@ class DatabaseWrapper(base.DatabaseWrapper):
         ):
             self.close()
 
+    def _close(self):
+        if self.refused_as_read_only and self.connection is not None:
+            self.connection.close()  # so that a pool discards it rather than hand it out again
+        self.refused_as_read_only = False  # the next connection has not been refused
+        return super()._close()  # type: ignore[misc]  # not in stubs
+
     def is_usable(self):
         """Return True when the connection is idle and the server has sent nothing since.
 
         A server that ended the session leaves an error message or end-of-file to read. A
         quiet socket proves nothing about a silent network: ``QUERY_TIMEOUT`` covers that.
+        A connection whose server refused a write as read-only is not usable either.
         """
-        if self.connection is None:
+        if self.connection is None or self.refused_as_read_only:
             return False
         pgconn = self.connection.pgconn
         if pgconn.transaction_status != TransactionStatus.IDLE:  # also when closed or broken

@@ -8,7 +8,7 @@ the read runs is handled here, where Django opens the cursor and runs the statem
   cursor on the primary instead;
 - its last look is stale: it is looked at again (one query on the replica, once a window per
   process); if it now lags, or has not replayed the position the reader must see, the read
-  gets a cursor on the primary;
+  gets a cursor on the primary; if it was promoted, its connection is dropped as well;
 - its connection breaks during a read (the server died, or hung past ``QUERY_TIMEOUT``): it
   cools down and that statement runs again on the primary. A replica is read-only, so the
   statement changed nothing there: running it on the primary runs it once.
@@ -54,6 +54,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         cooldown.end(self.alias)
         if not lag.serves(self.alias, required_position()):
             cursor.close()
+            if lag.promoted(self.alias):
+                self.discard()  # a URL naming several hosts may find a standby next time
             return connections[DEFAULT].cursor()
         return cursor
 
