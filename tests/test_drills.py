@@ -19,7 +19,8 @@ import urllib.request
 
 import pytest
 
-from devtools.bakery import ROOT
+from devtools.bakery import PGBOUNCER_INI, ROOT, bake
+from devtools.harness import APP_DB, Primary, Replica, ShippedPgBouncer
 from devtools.load import failed
 from devtools.projects import Project, create_database
 
@@ -480,3 +481,112 @@ def test_drill_bad_input_at_the_edge_is_a_4xx_or_served_never_a_5xx(replica_proj
     password = urllib.parse.urlsplit(replica_project.env()["DATABASE_URL"]).password
     assert password not in log
     assert SECRET_KEY not in log
+
+
+# --------------------------------------------------------------------------- failover
+
+
+@pytest.fixture
+def ha_pair():
+    """A primary and a streaming standby of their own: a failover drill promotes the standby."""
+    with Primary() as primary, Replica(primary) as standby:
+        create_database(primary, DATABASE)
+        yield primary, standby
+
+
+def two_hosts(url, primary, standby):
+    """``url`` (the primary's) naming the primary, then the standby."""
+    one = f"{primary.host}:{primary.port}"
+    return url.replace(one, f"{one},{standby.host}:{standby.port}")
+
+
+@pytest.fixture
+def ha_project(tmp_path_factory, ha_pair):
+    """The template's defaults on a two-host URL naming the primary, then the standby."""
+    primary, standby = ha_pair
+    url = two_hosts(primary.url(dbname=DATABASE), primary, standby)
+    project = make_project({}, tmp_path_factory, DATABASE_URL=with_name(url, "drill"))
+    standby.wait_for_replay(primary)
+    return project
+
+
+def fail_over(primary, standby):
+    """Stop the primary (a fast shutdown sends the standby all its WAL), promote the standby."""
+    primary.stop()
+    time.sleep(1)
+    standby.promote()
+
+
+def test_drill_standby_promoted_takes_the_writes_of_a_two_host_url_without_a_restart(
+    ha_project, ha_pair
+):
+    primary, standby = ha_pair
+    with serving(ha_project) as server:
+        load = Load(server, "/write/", seconds=120, write=True)
+        time.sleep(3)
+        stopped = time.time()
+        fail_over(primary, standby)
+        promoted = time.time()
+        time.sleep(6)
+        records = load.stop()
+        time.sleep(1.1)  # past the probe's shared answer
+        ready = get_status(server.base + "/readyz/")
+    answered = [r["token"] for r in records if r["status"] == 201]
+    found = rows_with_tokens(standby, answered, DATABASE)
+    back = first_success_after(promoted, records)
+    late = [r for r in failed(records) if r["start"] > promoted + back]
+    report(
+        "standby promoted, two-host DATABASE_URL",
+        records,
+        failed_before_promotion=len(failed([r for r in records if stopped < r["end"] < promoted])),
+        writes_back_after_promotion_s=back,
+        failed_after_back=len(late),
+        writes_answered=len(answered),
+        answered_writes_lost=len(answered) - found,
+    )
+    assert back < 5
+    assert late == []
+    assert found == len(answered)
+    assert ready[0] == 200
+
+
+def test_drill_pgbouncer_repointed_at_the_promoted_standby_takes_the_writes_without_a_restart(
+    tmp_path_factory, ha_pair
+):
+    # PgBouncer cannot follow a failover itself (docs/high-availability.md): whatever promotes
+    # the standby (Patroni's on_role_change) points it at the new primary and reloads it.
+    primary, standby = ha_pair
+    shipped = bake({"use_pgbouncer": True, "project_slug": APP_DB}, tmp_path_factory.mktemp("ini"))
+    with ShippedPgBouncer(primary, (shipped / PGBOUNCER_INI).read_text()) as bouncer:
+        project = make_project(
+            {"use_pgbouncer": True},
+            tmp_path_factory,
+            DATABASE_URL=with_name(bouncer.url(), "drill") + "&sslmode=require",
+            DATABASE_DIRECT_URL=with_name(two_hosts(primary.url(), primary, standby), "direct"),
+        )
+        standby.wait_for_replay(primary)
+        with serving(project) as server:
+            load = Load(server, "/write/", seconds=120, write=True)
+            time.sleep(3)
+            stopped = time.time()
+            fail_over(primary, standby)
+            bouncer.follow(standby)
+            repointed = time.time()
+            time.sleep(6)
+            records = load.stop()
+    answered = [r["token"] for r in records if r["status"] == 201]
+    found = rows_with_tokens(standby, answered, APP_DB)
+    back = first_success_after(repointed, records)
+    late = [r for r in failed(records) if r["start"] > repointed + back]
+    report(
+        "standby promoted, PgBouncer repointed and reloaded",
+        records,
+        failed_before_reload=len(failed([r for r in records if stopped < r["end"] < repointed])),
+        writes_back_after_reload_s=back,
+        failed_after_back=len(late),
+        writes_answered=len(answered),
+        answered_writes_lost=len(answered) - found,
+    )
+    assert back < 5
+    assert late == []
+    assert found == len(answered)

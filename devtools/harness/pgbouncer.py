@@ -1,7 +1,9 @@
 """A throwaway PgBouncer in front of a primary: configured by the harness, or run from a
 project's shipped ``deploy/pgbouncer/pgbouncer.ini``."""
 
+import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
@@ -23,7 +25,7 @@ from devtools.harness.host import (
     write_file,
 )
 from devtools.harness.ports import LOOPBACK
-from devtools.harness.postgres import APP_DB, APP_USER, Primary, connection_url
+from devtools.harness.postgres import APP_DB, APP_USER, Primary, Replica, connection_url
 from devtools.harness.server import Server, with_log_tail
 
 # Settings whose value is a file on the PgBouncer host.
@@ -192,6 +194,14 @@ class PgBouncer(Server):
         except BaseException:
             self.stop()
             raise
+
+    def follow(self, primary: Primary | Replica) -> None:
+        """Route every database to ``primary`` from now on, as a failover script does:
+        rewrite the configuration and reload it (SIGHUP), keeping every client connected."""
+        self.primary = primary
+        self._configure()
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGHUP)
 
     def stop(self) -> None:
         """Stop PgBouncer (its configuration is kept for a later ``start()``)."""

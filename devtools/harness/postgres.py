@@ -288,6 +288,11 @@ class Replica(Restored):
         """
         self._wait_for_wal("pg_last_wal_receive_lsn", "received", primary, timeout)
 
+    def promote(self) -> None:
+        """End recovery here, as a failover does: this server becomes a primary."""
+        self._pg_ctl("promote")
+        self.wait_until_writable()
+
     def pause_replay(self) -> None:
         """Stop applying WAL; new changes on the primary stay invisible here."""
         self.execute("SELECT pg_wal_replay_pause()")
