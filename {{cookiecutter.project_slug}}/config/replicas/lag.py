@@ -1,7 +1,10 @@
 """How far each replica is behind: learnt from the replica itself, at most once a window.
 
-A replica is skipped by every client while it is not a streaming standby or lags more than
-``REPLICA_MAX_LAG_SECONDS``, and taken back once it catches up. A client that wrote reads from
+A replica is skipped by every client while it is not a standby or lags more than
+``REPLICA_MAX_LAG_SECONDS``, and taken back once it catches up. A standby that stopped
+streaming (its primary shut down for a switchover, or died) misses whatever was written since:
+it is served while the time since a look last found it streaming, added to its lag then,
+stays under the limit, so reads go on while the primary changes. A client that wrote reads from
 a replica only once the replica has replayed the primary's WAL position after that write. The
 state is asked of the replica (never of the primary, so a read-only request still never
 touches it) when a read is about to run there and the last look is older than :data:`WINDOW`;
@@ -54,6 +57,8 @@ class ReplicaState:
     position: int | None  # WAL replayed so far
     lag: float | None  # seconds
     seen: float = 0.0  # time.monotonic() of the look
+    streamed: float | None = None  # time.monotonic() of the last look that found it streaming
+    streamed_lag: float = 0.0  # its lag at that look
 
     @classmethod
     def from_row(cls, row, seen):
@@ -64,7 +69,7 @@ class ReplicaState:
         """Return why reads must skip this replica, or None."""
         if not self.in_recovery:
             return "it is not in recovery (promoted?)"
-        if not self.streaming:
+        if not self.streaming and self.streamed is None:
             return "it is not streaming from the primary"
         if self.lag is None:
             return "its lag is unknown"
@@ -192,9 +197,24 @@ class ReplicaLag:
             known = self.primary_positions.lag(state.position)
             if state.lag is not None and known > state.lag:
                 state = dataclasses.replace(state, lag=known)
-            self._record(alias, state)
+            self._record(alias, self._since_streaming(state, self._states.get(alias)))
         finally:
             self._looking.discard(alias)
+
+    @staticmethod
+    def _since_streaming(state, before):
+        """Return ``state`` with when the replica last streamed, and how far behind it may be."""
+        if state.streaming:
+            return dataclasses.replace(state, streamed=state.seen, streamed_lag=state.lag or 0.0)
+        if before is None or before.streamed is None:
+            return state
+        behind = before.streamed_lag + state.seen - before.streamed
+        return dataclasses.replace(
+            state,
+            streamed=before.streamed,
+            streamed_lag=before.streamed_lag,
+            lag=max(state.lag or 0.0, behind),
+        )
 
     def _record(self, alias, state):
         max_lag = settings.REPLICA_MAX_LAG_SECONDS

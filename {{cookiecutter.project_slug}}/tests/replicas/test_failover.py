@@ -205,15 +205,56 @@ def test_a_replica_found_lagging_when_the_read_runs_serves_it_from_the_primary(m
         ({"lag": 10.1}, True),
         ({"lag": None}, True),
         ({"streaming": False}, True),
+        ({"streaming": False, "streamed": 0.0, "lag": 9.9}, False),
+        ({"streaming": False, "streamed": 0.0, "lag": 10.1}, True),
         ({"in_recovery": False}, True),
     ],
-    ids=["caught-up", "under-limit", "over-limit", "unknown-lag", "not-streaming", "promoted"],
+    ids=[
+        "caught-up",
+        "under-limit",
+        "over-limit",
+        "unknown-lag",
+        "never-seen-streaming",
+        "stopped-streaming-under-limit",
+        "stopped-streaming-over-limit",
+        "promoted",
+    ],
 )
 @routed
 def test_which_replicas_every_client_skips(fields, skipped, settings):
     settings.REPLICA_MAX_LAG_SECONDS = 10.0
     known(**fields)
     assert read_alias() == ("default" if skipped else "replica1")
+
+
+def state_sql(streaming, lag=0.0):
+    """A state query for the mirror (the test database itself) that reports ``streaming``."""
+    return f"SELECT true, {streaming}, pg_current_wal_insert_lsn()::text, {lag}::float"
+
+
+@routed
+def test_a_standby_that_stopped_streaming_is_read_while_it_cannot_be_far_behind(
+    monkeypatch, settings
+):
+    # Its primary shut down for a switchover: reads go on while another is promoted.
+    settings.REPLICA_MAX_LAG_SECONDS = 0.5
+    monkeypatch.setattr("config.replicas.lag.WINDOW", 0.2)
+    monkeypatch.setattr("config.replicas.lag.STATE_SQL", state_sql(True, lag=0.1))
+    read_alias()  # a look: streaming, 0.1 s behind
+    monkeypatch.setattr("config.replicas.lag.STATE_SQL", state_sql(False))
+    time.sleep(0.2)
+    read_alias()  # a look: not streaming, at most 0.1 + 0.2 s behind
+    assert read_alias() == "replica1"
+    time.sleep(0.4)
+    read_alias()  # a look: at most 0.1 + 0.6 s behind, past the limit
+    assert read_alias() == "default"
+
+
+@routed
+def test_a_standby_never_seen_streaming_is_skipped(monkeypatch):
+    monkeypatch.setattr("config.replicas.lag.STATE_SQL", state_sql(False))
+    read_alias()
+    assert read_alias() == "default"
 
 
 @routed
