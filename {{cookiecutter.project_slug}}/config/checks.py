@@ -2,6 +2,9 @@
 
 from django.conf import settings
 from django.core.checks import Tags, Warning, register
+from django.db import connections
+
+from config.aliases import DEFAULT
 
 
 @register(Tags.security, deploy=True)
@@ -44,4 +47,64 @@ def tls_warnings(databases):
                     id="config.W001",
                 )
             )
+    return warnings
+
+
+# What the application's role is, what it owns, and whether the server ends what it gave up on.
+ROLE_SQL = """
+    SELECT rolsuper,
+           (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p')
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema')),
+           current_setting('statement_timeout'),
+           current_setting('client_connection_check_interval')
+      FROM pg_roles r WHERE rolname = current_user
+"""
+
+
+@register(Tags.database, deploy=True)
+def check_database_role(app_configs, databases=None, **kwargs):
+    """Warn when the application's role can do more than read and write rows.
+
+    A database check: ``manage.py check --deploy --database default`` runs it (it connects).
+    """
+    if not databases or DEFAULT not in databases:
+        return []
+    with connections[DEFAULT].cursor() as cursor:
+        cursor.execute(ROLE_SQL)
+        return role_warnings(*cursor.fetchone())
+
+
+def role_warnings(superuser, tables_owned, statement_timeout, check_interval):
+    """Return the warnings for the application's role, as :data:`ROLE_SQL` found it."""
+    hint = "Connect as a role made by deploy/postgresql/roles.sql (docs/database-roles.md)."
+    warnings = []
+    if superuser:
+        warnings.append(
+            Warning(
+                f"Database {DEFAULT!r} connects as a superuser: one SQL injection can read, "
+                "change or drop anything on the server.",
+                hint=hint,
+                id="config.W003",
+            )
+        )
+    if tables_owned:
+        warnings.append(
+            Warning(
+                f"Database {DEFAULT!r} connects as the owner of {tables_owned} tables: it can "
+                "drop or alter them.",
+                hint=hint + " Migrations run as the owner through DATABASE_DIRECT_URL.",
+                id="config.W004",
+            )
+        )
+    if statement_timeout == "0" or check_interval == "0":
+        warnings.append(
+            Warning(
+                f"Database {DEFAULT!r} has no server-side bound on its statements "
+                f"(statement_timeout={statement_timeout}, client_connection_check_interval="
+                f"{check_interval}): a query the application gave up on keeps running.",
+                hint="Set both on the role with ALTER ROLE (deploy/postgresql/roles.sql).",
+                id="config.W005",
+            )
+        )
     return warnings

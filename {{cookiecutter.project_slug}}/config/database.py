@@ -7,10 +7,10 @@ environments. Credentials come from URLs in the environment, never from the repo
 from django.core.exceptions import ImproperlyConfigured
 
 from config import env
-from config.aliases import DEFAULT
+from config.aliases import DEFAULT, DIRECT
 from config.database_url import SSLMODES, URL_EXPECTED, parse
 {% if cookiecutter.use_pgbouncer %}
-from config.pgbouncer import databases as pgbouncer
+from config.pgbouncer.databases import transaction_pooling
 {% endif %}
 {% if cookiecutter.use_read_replica %}
 from config.replicas import databases as replicas
@@ -35,9 +35,15 @@ def databases(*, default_url=env.REQUIRED, sslmode=None):
     }
     lifetime = connection_lifetime()
     url = env.string("DATABASE_URL", default_url, expected=URL_EXPECTED)
-    databases = {DEFAULT: parse("DATABASE_URL", url, sslmode=sslmode, **timeouts, **lifetime)}
+    # The schema's owner on the primary itself, for migrations and sessions; with a single
+    # role, the same server and role as DATABASE_URL. It closes its connections after each use.
+    direct_url = env.string("DATABASE_DIRECT_URL", url, expected=URL_EXPECTED)
+    databases = {
+        DEFAULT: parse("DATABASE_URL", url, sslmode=sslmode, **timeouts, **lifetime),
+        DIRECT: parse("DATABASE_DIRECT_URL", direct_url, sslmode=sslmode, **timeouts),
+    }
 {% if cookiecutter.use_pgbouncer %}
-    databases = pgbouncer.databases(databases, url, sslmode=sslmode, **timeouts)
+    databases[DEFAULT] = transaction_pooling(databases[DEFAULT])
 {% endif %}
 {% if cookiecutter.use_read_replica %}
     databases |= replicas.databases(sslmode=sslmode, lifetime=lifetime)

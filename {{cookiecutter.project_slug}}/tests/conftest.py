@@ -5,10 +5,8 @@ import sys
 import pytest
 from django.db import connections
 
-from config.aliases import PRIMARIES
-{% if cookiecutter.use_pgbouncer %}
-from tests.pgbouncer.database import django_db_setup  # noqa: F401  (replaces pytest-django's)
-{% endif %}
+from config.aliases import DIRECT
+from tests.database import django_db_setup  # noqa: F401  (replaces pytest-django's)
 from tests.relay import FreezableRelay
 
 # Variables the settings read; each test starts from none of them.
@@ -77,7 +75,7 @@ def deploy_env():
 @pytest.fixture
 def relay():
     """A relay to the test database on the primary itself (see tests/relay.py)."""
-    settings_dict = connections[PRIMARIES[-1]].settings_dict  # not through a pooler
+    settings_dict = connections[DIRECT].settings_dict  # not through a pooler
     # No HOST in the URL: libpq takes PGHOST, else its Unix socket.
     host = settings_dict["HOST"] or os.environ.get("PGHOST", "")
     if not host or host.startswith("/"):

@@ -21,8 +21,9 @@ from django.db import (
 from psycopg import sql
 
 from config import database
-from config.aliases import PRIMARIES
+from config.aliases import DIRECT
 from config.backends.postgresql.base import DatabaseWrapper
+from tests.database import app_on_the_primary
 
 BOUND = 0.5  # QUERY_TIMEOUT of the relayed connection, seconds
 DATABASE_KEYS = ("NAME", "USER", "PASSWORD", "HOST", "PORT")
@@ -32,7 +33,7 @@ SLACK = 1.0  # how late past its bound a wait may end, on a busy machine
 @pytest.fixture
 def through(relay, db):
     """A connection to the test database through the relay, waits bounded to ``BOUND``."""
-    primary = connections[PRIMARIES[-1]].settings_dict  # what the relay reaches
+    primary = app_on_the_primary()  # what the relay reaches
     settings_dict = {
         **primary,
         "HOST": "127.0.0.1",
@@ -48,14 +49,21 @@ def through(relay, db):
     wrapper.close()
 
 
+# Tests whose table the schema's owner creates use its connection too.
+WITH_OWNER = ["default", DIRECT]
+
+
 @pytest.fixture
-def table(db):
-    """A table of the test database, committed, so that another session can see it."""
-    with connection.cursor() as cursor:
+def table():
+    """A table of the test database, committed, so that another session can see it.
+
+    Created by the schema's owner: the application's role may only use it.
+    """
+    with connections[DIRECT].cursor() as cursor:
         cursor.execute("CREATE TABLE IF NOT EXISTS bounded (n int)")
         cursor.execute("TRUNCATE bounded")
     yield "bounded"
-    with connection.cursor() as cursor:
+    with connections[DIRECT].cursor() as cursor:
         cursor.execute("DROP TABLE bounded")
 
 
@@ -115,7 +123,7 @@ def test_a_fetch_from_a_server_side_cursor_of_a_frozen_server_fails_within_its_b
             within(cursor.fetchmany, 2)
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, databases=WITH_OWNER)
 def test_a_commit_to_a_frozen_server_fails_within_its_bound_and_commits_nothing(
     relay, through, table
 ):
@@ -159,7 +167,7 @@ def test_a_query_that_answers_in_time_is_not_cut(through):
 
 
 def test_no_query_timeout_means_no_bound(relay, db):
-    primary = connections[PRIMARIES[-1]].settings_dict
+    primary = app_on_the_primary()
     settings_dict = {**primary, "HOST": "127.0.0.1", "PORT": relay.port, "QUERY_TIMEOUT": 0}
     wrapper = DatabaseWrapper(settings_dict, alias="unbounded")
     with wrapper.cursor() as cursor:
@@ -222,7 +230,7 @@ def backend_pid(wrapper):
         return cursor.fetchone()[0]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, databases=WITH_OWNER)
 def test_a_connection_refused_a_write_as_read_only_is_replaced(through, table):
     demote(through)
     before = backend_pid(through)
@@ -233,7 +241,7 @@ def test_a_connection_refused_a_write_as_read_only_is_replaced(through, table):
     assert rows(table) == 1
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, databases=WITH_OWNER)
 def test_a_pooled_connection_refused_a_write_as_read_only_is_not_handed_out_again(pooled, table):
     demote(pooled)
     with pytest.raises(DatabaseError, match="read-only transaction"):
@@ -281,10 +289,10 @@ PLACE_ORDER = """
 """
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, databases=WITH_OWNER)
 @pytest.mark.parametrize("query", ["SELECT place_order()", sql.SQL("SELECT place_order()")])
 def test_a_side_effecting_select_whose_link_is_cut_runs_once(relay, through, table, query):
-    with connection.cursor() as cursor:
+    with connections[DIRECT].cursor() as cursor:
         cursor.execute(PLACE_ORDER)
     threading.Timer(0.3, relay.cut).start()
     with pytest.raises(OperationalError):
@@ -299,7 +307,8 @@ def pooled(environ, db):
     environ(DATABASE_URL="postgres:///unused", DATABASE_POOL="true", DATABASE_POOL_MIN_SIZE="2")
     built = database.databases()["default"]  # CONN_MAX_AGE, CONN_HEALTH_CHECKS, OPTIONS
     settings_dict = {**connection.settings_dict, **built}
-    settings_dict |= {key: connection.settings_dict[key] for key in DATABASE_KEYS}
+    primary = app_on_the_primary()  # not through a pooler, whose sessions others share
+    settings_dict |= {key: primary[key] for key in DATABASE_KEYS}
     settings_dict["OPTIONS"]["application_name"] = "pooled"
     wrapper = DatabaseWrapper(settings_dict, alias="pooled")
     yield wrapper
@@ -307,7 +316,7 @@ def pooled(environ, db):
     wrapper.close_pool()  # type: ignore[attr-defined]  # (django-stubs 5.2)
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, databases=WITH_OWNER)
 def test_pooled_connections_the_server_ended_are_replaced_before_use(pooled, table):
     for _ in range(3):
         with pooled.cursor() as cursor:  # opens the pool

@@ -2,7 +2,7 @@
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
+from django.db import connection, connections
 
 from config import database
 from config.backends.postgresql.base import BoundedConnection, DatabaseWrapper
@@ -213,3 +213,45 @@ def test_pool_settings_connect_to_postgresql():
     finally:
         pooled.close()
         pooled.close_pool()  # type: ignore[attr-defined]
+
+
+# The schema's owner: DATABASE_DIRECT_URL ------------------------------------------------------
+
+OWNER_URL = "postgres://app_owner:s3cret@db.example.com:5432/app"
+
+
+def test_direct_alias_reaches_database_direct_url(environ):
+    environ(DATABASE_URL=URL, DATABASE_DIRECT_URL=OWNER_URL)
+    direct = database.databases()["direct"]
+    assert (direct["USER"], direct["HOST"], direct["PORT"]) == ("app_owner", "db.example.com", 5432)
+
+
+def test_direct_url_defaults_to_database_url(environ):
+    environ(DATABASE_URL=URL)
+    direct = database.databases()["direct"]
+    assert (direct["USER"], direct["NAME"]) == ("app", "app")
+
+
+def test_direct_url_may_set_session_options(environ):
+    # The primary gives each client a session of its own, so startup options are fine.
+    environ(DATABASE_URL=URL, DATABASE_DIRECT_URL=f"{OWNER_URL}?options=-c%20x%3Dy")
+    assert database.databases()["direct"]["OPTIONS"]["options"] == "-c x=y"
+
+
+def test_direct_connections_close_after_each_request(environ):
+    # A web worker that touches the owner's connection must not keep it open.
+    environ(DATABASE_URL=URL, DATABASE_DIRECT_URL=OWNER_URL)
+    assert database.databases()["direct"]["CONN_MAX_AGE"] == 0
+
+
+def test_malformed_direct_url_is_refused_by_name(environ):
+    environ(DATABASE_URL=URL, DATABASE_DIRECT_URL="mysql://app:s3cret@db/app")
+    with pytest.raises(ImproperlyConfigured, match=r"^DATABASE_DIRECT_URL is not a PostgreSQL"):
+        build()
+
+
+def test_the_test_database_is_shared_by_both_aliases(db):
+    # Created and migrated by the owner, used by the application's role.
+    name = connection.settings_dict["NAME"]
+    assert name.startswith("test_")
+    assert connections["direct"].settings_dict["NAME"] == name

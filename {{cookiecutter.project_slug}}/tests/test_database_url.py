@@ -1,6 +1,7 @@
 """``config.database_url``: one URL, one host or several, into a ``DATABASES`` entry."""
 
 import socket
+from urllib.parse import quote
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -140,17 +141,20 @@ def unused_port():
 
 @pytest.mark.django_db
 def test_a_multi_host_url_connects_to_the_first_host_that_answers():
-    # The first host refuses connections; libpq goes on to the test database.
-    test_db = connection.settings_dict
-    hosts = f"127.0.0.1:{unused_port()},{test_db['HOST'] or 'localhost'}:{test_db['PORT'] or 5432}"
-    several = entry(f"postgres://{hosts}/{test_db['NAME']}")
-    settings_dict = {**test_db, "HOST": several["HOST"], "PORT": several["PORT"]}
-    settings_dict["OPTIONS"] = {**test_db["OPTIONS"], **several["OPTIONS"]}
+    # The first host refuses connections; libpq goes on to the test database's own server
+    # (its Unix socket directory, percent-encoded, or its TCP address).
+    connection.ensure_connection()
+    info = connection.connection.info
+    test_db = quote(info.host, safe="")
+    hosts = f"127.0.0.1:{unused_port()},{test_db}:{info.port}"
+    several = entry(f"postgres://{hosts}/{connection.settings_dict['NAME']}")
+    settings_dict = {**connection.settings_dict, "HOST": several["HOST"], "PORT": several["PORT"]}
+    settings_dict["OPTIONS"] = {**connection.settings_dict["OPTIONS"], **several["OPTIONS"]}
     wrapper = DatabaseWrapper(settings_dict, alias="several_hosts")
     try:
         with wrapper.cursor() as cursor:
             cursor.execute("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
             assert cursor.fetchone() == (False, "off")
-        assert wrapper.connection.info.port == int(test_db["PORT"] or 5432)
+        assert (wrapper.connection.info.host, wrapper.connection.info.port) == (info.host, info.port)
     finally:
         wrapper.close()

@@ -8,7 +8,7 @@ import pytest
 from django.db import connections
 
 from config import readiness
-from config.aliases import DEFAULT, PRIMARIES
+from config.aliases import DEFAULT, DIRECT
 
 SECRET = "s3cret-password"
 OPERATOR = {"REMOTE_ADDR": "10.0.0.3"}  # a kubelet, or an operator inside the network
@@ -155,7 +155,7 @@ def primary_through(relay, monkeypatch):
     """Reach the real primary through the relay, which counts the connections (as the
     primary itself is reached: ``default`` may be a pooler that wants TLS)."""
     settings_dict = connections[DEFAULT].settings_dict
-    primary = connections[PRIMARIES[-1]].settings_dict
+    primary = connections[DIRECT].settings_dict
     monkeypatch.setitem(settings_dict, "HOST", "127.0.0.1")
     monkeypatch.setitem(settings_dict, "PORT", relay.port)
     monkeypatch.setitem(settings_dict, "OPTIONS", primary["OPTIONS"])

@@ -1,10 +1,6 @@
-"""The ``DATABASES`` entries for PgBouncer (``default``) and the primary (``direct``)."""
+"""What makes the ``default`` alias safe for PgBouncer in transaction pooling mode."""
 
 from django.core.exceptions import ImproperlyConfigured
-
-from config import env
-from config.aliases import DEFAULT, DIRECT
-from config.database_url import URL_EXPECTED, parse
 
 # URL parameters that only work on a connection of one's own, and why.
 SESSION_BOUND = {
@@ -19,20 +15,6 @@ SESSION_BOUND = {
 CHANNEL_BINDING = (
     "PgBouncer cannot do SCRAM channel binding; use channel_binding=prefer or leave it out"
 )
-
-
-def databases(databases, url, *, sslmode, **timeouts):
-    """Return ``databases`` with ``default`` made safe for PgBouncer at ``url``, and ``direct``.
-
-    ``direct`` is the primary at ``DATABASE_DIRECT_URL``, which defaults to ``url``: with
-    one server both aliases reach it. It closes its connections after each request.
-    """
-    direct_url = env.string("DATABASE_DIRECT_URL", url, expected=URL_EXPECTED)
-    return {
-        **databases,
-        DEFAULT: transaction_pooling(databases[DEFAULT]),
-        DIRECT: parse("DATABASE_DIRECT_URL", direct_url, sslmode=sslmode, **timeouts),
-    }
 
 
 def session_bound_options(options):

@@ -11,14 +11,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.core.management.base import SystemCheckError
-from django.core.management.commands.dbshell import Command as DjangoDbshell
-from django.core.management.commands.migrate import Command as DjangoMigrate
 from django.db import connections
 
 from config import database
 from config.pgbouncer import checks
-from config.pgbouncer.management.commands.dbshell import Command as Dbshell
-from config.pgbouncer.management.commands.migrate import Command as Migrate
 from config.pgbouncer.userlist import scram_secret, userlist_line
 
 BOUNCER_URL = "postgres://app:s3cret@pgbouncer.example.com:6432/app"
@@ -60,36 +56,6 @@ def test_pgbouncer_alias_disables_server_side_cursors(environ):
 def test_direct_alias_keeps_server_side_cursors(environ):
     environ(DATABASE_URL=BOUNCER_URL, DATABASE_DIRECT_URL=PRIMARY_URL)
     assert not database.databases()["direct"].get("DISABLE_SERVER_SIDE_CURSORS")
-
-
-def test_direct_alias_reaches_database_direct_url(environ):
-    environ(DATABASE_URL=BOUNCER_URL, DATABASE_DIRECT_URL=PRIMARY_URL)
-    direct = database.databases()["direct"]
-    assert (direct["HOST"], direct["PORT"]) == ("db.example.com", 5432)
-
-
-def test_direct_url_defaults_to_database_url(environ):
-    environ(DATABASE_URL=BOUNCER_URL)
-    direct = database.databases()["direct"]
-    assert (direct["HOST"], direct["PORT"]) == ("pgbouncer.example.com", 6432)
-
-
-def test_direct_url_may_set_session_options(environ):
-    # The primary gives each client a session of its own, so startup options are fine.
-    environ(DATABASE_URL=BOUNCER_URL, DATABASE_DIRECT_URL=f"{PRIMARY_URL}?options=-c%20x%3Dy")
-    assert database.databases()["direct"]["OPTIONS"]["options"] == "-c x=y"
-
-
-def test_direct_connections_close_after_each_request(environ):
-    # A web worker that touches the primary must not keep a server connection pinned.
-    environ(DATABASE_URL=BOUNCER_URL, DATABASE_DIRECT_URL=PRIMARY_URL)
-    assert database.databases()["direct"]["CONN_MAX_AGE"] == 0
-
-
-def test_malformed_direct_url_is_refused_by_name(environ):
-    environ(DATABASE_URL=BOUNCER_URL, DATABASE_DIRECT_URL="mysql://app:s3cret@db/app")
-    with pytest.raises(ImproperlyConfigured, match=r"^DATABASE_DIRECT_URL is not a PostgreSQL"):
-        database.databases()
 
 
 # System checks ------------------------------------------------------------------------
@@ -165,52 +131,6 @@ def test_direct_url_check_is_deploy_only():
 
     assert checks.check_direct_database in registry.registry.get_checks(True)
     assert checks.check_direct_database not in registry.registry.get_checks(False)
-
-
-# Commands that need a session ---------------------------------------------------------
-
-
-def database_option(*args, command=Migrate, name="migrate"):
-    return command().create_parser("manage.py", name).parse_args(args).database
-
-
-def test_migrate_defaults_to_the_direct_alias():
-    assert database_option() == "direct"
-
-
-def test_migrate_still_accepts_another_alias():
-    assert database_option("--database", "default") == "default"
-
-
-def test_migrate_is_djangos_migrate():
-    assert issubclass(Migrate, DjangoMigrate)
-
-
-def test_call_command_migrate_runs_on_the_direct_alias(monkeypatch):
-    used = []
-    monkeypatch.setattr(DjangoMigrate, "handle", lambda self, **options: used.append(options))
-    call_command("migrate", verbosity=0)
-    assert used[0]["database"] == "direct"
-
-
-def test_dbshell_defaults_to_the_direct_alias():
-    assert database_option(command=Dbshell, name="dbshell") == "direct"
-
-
-def test_dbshell_still_accepts_another_alias():
-    args = ("--database", "default")
-    assert database_option(*args, command=Dbshell, name="dbshell") == "default"
-
-
-def test_dbshell_is_djangos_dbshell():
-    assert issubclass(Dbshell, DjangoDbshell)
-
-
-def test_test_database_is_shared_by_both_aliases(db):
-    # Created on the primary, used through PgBouncer: one database under two routes.
-    name = connections["default"].settings_dict["NAME"]
-    assert name.startswith("test_")
-    assert connections["direct"].settings_dict["NAME"] == name
 
 
 # userlist.txt -------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""``dbshell`` on the primary itself unless told otherwise.
+"""``dbshell`` on ``direct`` (``DATABASE_DIRECT_URL``) unless told otherwise.
 
-Through PgBouncer in transaction pooling mode, a ``SET`` typed in psql would stay on the
-server connection and leak into whichever application transaction uses it next.
+A shell is for the schema's owner, on the primary itself. Through a pooler in transaction
+mode, a ``SET`` typed in psql would also stay on the server connection and leak into
+whichever application transaction uses it next.
 """
 
 from django.core.management.commands import dbshell
