@@ -21,10 +21,15 @@ fixtures, scripts or a REPL alike::
 
 ``Restored(primary, restore)`` starts a server from a data directory that ``restore`` made,
 such as a backup tool's restore; ``Replica(primary, clone=...)`` does so for a standby.
+
+``PatroniCluster(shipped)`` runs a three-member etcd and two Patroni members, each managing its
+own PostgreSQL, from a project's deploy/patroni/patroni.yml with only addresses, ports, paths
+and passwords changed (``devtools/harness/patroni.py``).
 """
 
 from devtools.harness.errors import HarnessError
 from devtools.harness.host import ServerUser, pg_bindir, pgbouncer_path, server_user
+from devtools.harness.patroni import Etcd, PatroniCluster, PatroniMember
 from devtools.harness.pgbouncer import PgBouncer, ShippedPgBouncer, local_ini
 from devtools.harness.ports import EPHEMERAL_PORTS, LOOPBACK, SERVER_PORTS, pick_port
 from devtools.harness.postgres import (
@@ -45,7 +50,10 @@ __all__ = [
     "REPLICATION_USER",
     "SERVER_PORTS",
     "SUPERUSER",
+    "Etcd",
     "HarnessError",
+    "PatroniCluster",
+    "PatroniMember",
     "PgBouncer",
     "Primary",
     "Replica",
