@@ -1,5 +1,6 @@
 """Drills beside the benchmark: the template's default and each peer under load while every
-app connection is terminated (no downtime), then while the primary restarts.
+app connection is terminated (no downtime), then while the primary restarts; and the
+template's default on a two-host URL while its primary is stopped and the standby promoted.
 
 Requests that fail while the primary is actually down are counted apart: nothing can serve
 them. What matters is the terminate phase and the time after the primary answers again.
@@ -14,7 +15,7 @@ from bench.configurations import CONFIG_BY_KEY, PEERS
 from bench.log import log
 from bench.servers import Servers
 from bench.throughput import terminate_app_backends
-from devtools import bakery
+from devtools import bakery, harness
 from devtools.load import failed
 
 CONFIGS = ("persistent", *PEERS)
@@ -54,6 +55,48 @@ def drill(servers: Servers, key: str, seconds: float) -> dict:
     }
 
 
+def failover(servers: Servers, seconds: float) -> dict:
+    """The shipped default on a two-host ``DATABASE_URL`` under a load of writes: the primary
+    stopped (a fast shutdown, which sends the standby all its WAL), the standby promoted with
+    ``pg_ctl promote`` a second later. The peers cannot take part: dj-database-url refuses a
+    URL naming two hosts."""
+    project, python = servers.projects["default"], servers.pythons["default"]
+    with harness.Primary() as primary, harness.Replica(primary) as standby:
+        one = f"{primary.host}:{primary.port}"
+        url = primary.url().replace(one, f"{one},{standby.host}:{standby.port}")
+        env = servers.env_for("default", {"DATABASE_URL": url})
+        bakery.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=project,
+                   env=env, timeout=300)  # fmt: skip
+        standby.wait_for_replay(primary, timeout=30)
+        options = ["--workers", str(servers.args.workers), "--log-level", "warning"]
+        server = bakery.AppServer(python, project, env, options=options)
+        out = server.log_path.with_suffix(".failover.json")
+        try:
+            server.wait_ready("/bench/nodb/")
+            command = [sys.executable, "-m", "devtools.load", server.base, "/bench/write/",
+                       "--write", "--clients", "8", "--seconds", str(seconds),
+                       "--out", str(out)]  # fmt: skip
+            load = subprocess.Popen(command, cwd=bakery.ROOT)
+            time.sleep(seconds * 0.3)
+            stopped = time.time()
+            primary.stop()
+            time.sleep(1)
+            standby.promote()
+            promoted = time.time()
+            load.wait(timeout=seconds + 120)
+            records = json.loads(out.read_text())
+        finally:
+            server.stop()
+    back = min(r["end"] for r in records if r["start"] >= promoted and not failed([r]))
+    return {
+        "sent": len(records),
+        "failed_before_promotion": len(failed([r for r in records if r["start"] < promoted])),
+        "stopped_to_promoted_s": promoted - stopped,
+        "writes_back_after_s": back - promoted,
+        "failed_after_back": len(failed([r for r in records if r["start"] > back])),
+    }
+
+
 def run_drills(servers: Servers, seconds: float) -> dict[str, dict]:
     """Every drill configuration once; a configuration that cannot be served is left out."""
     results = {}
@@ -66,4 +109,10 @@ def run_drills(servers: Servers, seconds: float) -> dict[str, dict]:
         except Exception as error:
             results[key] = {"error": f"{type(error).__name__}: {error}"}
         log(f"drill {key}: {results[key]}")
+    log("drill failover")
+    try:
+        results["failover"] = failover(servers, seconds)
+    except Exception as error:
+        results["failover"] = {"error": f"{type(error).__name__}: {error}"}
+    log(f"drill failover: {results['failover']}")
     return results

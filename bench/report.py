@@ -230,6 +230,8 @@ def drill_section(drills: dict) -> list[str]:
         "|---|---:|---:|---:|---:|",
     ]
     for key, result in drills.items():
+        if key == "failover":
+            continue
         if "error" in result:
             out.append(f"| {key} | error: {result['error'][:200]} | | | |")
             continue
@@ -237,7 +239,30 @@ def drill_section(drills: dict) -> list[str]:
             f"| {key} | {result['sent']:,} | {result['terminate_failed']} | "
             f"{result['down_failed']} | {result['after_failed']} |"
         )
-    return out
+    return [*out, "", *failover_rows(drills.get("failover"))]
+
+
+def failover_rows(result: dict | None) -> list[str]:
+    """The failover drill: the shipped default on a two-host URL, its standby promoted."""
+    if result is None:
+        return []
+    out = [
+        "Failover: the shipped default with `DATABASE_URL` naming the primary and its standby, "
+        "under a load of writes (8 clients on `/bench/write/`); the primary stopped, the "
+        "standby promoted (`pg_ctl promote`) a second later. No restart of the app. The "
+        "peers cannot take part (dj-database-url refuses a URL naming two hosts).",
+        "",
+        "| requests | failed before the promotion | writes back after the promotion | "
+        "failed after that |",
+        "|---:|---:|---:|---:|",
+    ]
+    if "error" in result:
+        return [*out, f"| error: {result['error'][:200]} | | | |"]
+    return [
+        *out,
+        f"| {result['sent']:,} | {result['failed_before_promotion']} | "
+        f"{result['writes_back_after_s']:.2f} s | {result['failed_after_back']} |",
+    ]
 
 
 def mixed_section(mixed: dict) -> list[str]:
