@@ -61,8 +61,8 @@ class FreezableRelay:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def close(self):
-        self.frozen.clear()
         self.listener.close()
-        self.cut()
+        self.cut()  # before the thaw: bytes held while frozen are dropped, never delivered
+        self.frozen.clear()
         for sock in self.sockets:
             sock.close()

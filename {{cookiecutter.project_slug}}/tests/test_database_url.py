@@ -155,6 +155,7 @@ def test_a_multi_host_url_connects_to_the_first_host_that_answers():
         with wrapper.cursor() as cursor:
             cursor.execute("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
             assert cursor.fetchone() == (False, "off")
-        assert (wrapper.connection.info.host, wrapper.connection.info.port) == (info.host, info.port)
+        server = wrapper.connection.info
+        assert (server.host, server.port) == (info.host, info.port)
     finally:
         wrapper.close()

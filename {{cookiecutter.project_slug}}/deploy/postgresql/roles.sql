@@ -15,7 +15,7 @@ CREATE DATABASE {{ cookiecutter.project_slug }} OWNER {{ cookiecutter.project_sl
 -- Queries the application gave up on (DATABASE_QUERY_TIMEOUT closes its connection) stop on
 -- the server too: the backend checks every second that its client is still there, and no
 -- statement outlives the client's own bound. Set on the role, these reach every session of it,
--- through PgBouncer in transaction pooling mode too (it refuses them as startup options).
+-- through a pooler in transaction mode too (which refuses them as startup options).
 -- Keep statement_timeout equal to DATABASE_QUERY_TIMEOUT (20 s by default).
 ALTER ROLE {{ cookiecutter.project_slug }} SET client_connection_check_interval = '1s';
 ALTER ROLE {{ cookiecutter.project_slug }} SET statement_timeout = '20s';
