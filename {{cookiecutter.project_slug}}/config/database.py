@@ -36,11 +36,19 @@ def databases(*, default_url=env.REQUIRED, sslmode=None):
     lifetime = connection_lifetime()
     url = env.string("DATABASE_URL", default_url, expected=URL_EXPECTED)
     # The schema's owner on the primary itself, for migrations and sessions; with a single
-    # role, the same server and role as DATABASE_URL. It closes its connections after each use.
+    # role, the same server and role as DATABASE_URL. It closes its connections after each use,
+    # and its queries have no client-side bound: an index build or a backfill may rightly take
+    # minutes, and migrate bounds its lock waits (config/management/commands/migrate.py).
     direct_url = env.string("DATABASE_DIRECT_URL", url, expected=URL_EXPECTED)
     databases = {
         DEFAULT: parse("DATABASE_URL", url, sslmode=sslmode, **timeouts, **lifetime),
-        DIRECT: parse("DATABASE_DIRECT_URL", direct_url, sslmode=sslmode, **timeouts),
+        DIRECT: parse(
+            "DATABASE_DIRECT_URL",
+            direct_url,
+            sslmode=sslmode,
+            connect_timeout=timeouts["connect_timeout"],
+            query_timeout=None,
+        ),
     }
 {% if cookiecutter.use_pgbouncer %}
     databases[DEFAULT] = transaction_pooling(databases[DEFAULT])

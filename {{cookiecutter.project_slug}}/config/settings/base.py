@@ -70,6 +70,11 @@ TEMPLATES = [
 
 # Local development and tests default to a database on the local Unix socket.
 DATABASES = database.databases(default_url="postgres:///{{ cookiecutter.project_slug }}")
+# manage.py migrate waits at most this many seconds for a lock (0: no limit), so requests never
+# queue behind a schema change for longer; it then pauses and tries again, at most this many
+# times in a run (docs/migrations.md).
+MIGRATION_LOCK_TIMEOUT = env.seconds("DATABASE_MIGRATION_LOCK_TIMEOUT", 2.0)
+MIGRATION_LOCK_RETRIES = env.integer("DATABASE_MIGRATION_LOCK_RETRIES", 5)
 # Who sees /readyz/'s details (aliases, latencies, lag, errors): "private" (clients on
 # loopback or a private network, not through a proxy) or "all".
 READYZ_DETAILS = env.choice("DJANGO_READYZ_DETAILS", "private", ("private", "all"))
