@@ -1,5 +1,6 @@
 """Commands that change the schema or need a session run on ``direct`` unless told otherwise."""
 
+import pytest
 from django.core.management import call_command
 from django.core.management.commands.dbshell import Command as DjangoDbshell
 from django.core.management.commands.migrate import Command as DjangoMigrate
@@ -24,6 +25,7 @@ def test_migrate_is_djangos_migrate():
     assert issubclass(Migrate, DjangoMigrate)
 
 
+@pytest.mark.django_db(databases=["default", "direct"])  # migrate sets lock_timeout there
 def test_call_command_migrate_runs_on_the_direct_alias(monkeypatch):
     used = []
     monkeypatch.setattr(DjangoMigrate, "handle", lambda self, **options: used.append(options))
