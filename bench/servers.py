@@ -62,12 +62,9 @@ class Servers:
             project = bakery.bake(answers, self.workdir / f"bake-{name}")
             shutil.copytree(APP_FILES, project, dirs_exist_ok=True)
             self.projects[name] = project
+            # The environment holds the lock's `asgi` extra too, which the ASGI rows serve
+            # with, as the README does.
             self.pythons[name] = bakery.project_python(project, self.args.django)
-            # The ASGI rows serve as the README does: the project's optional `asgi` extra.
-            python = self.pythons[name]
-            if bakery.run([python, "-c", "import uvicorn_worker"], check=False).returncode != 0:
-                log(f"installing the project's asgi extra into {python}")
-                bakery.run([python, "-m", "pip", "install", "--quiet", f"{project}[asgi]"])
             log(f"baked {name}: {project}")
 
     def _skip_project(self, name: str, reason: str) -> None:

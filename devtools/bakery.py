@@ -1,16 +1,19 @@
 """Bake the template and run commands inside a baked project.
 
-Baked projects run in one virtual environment per Django version (under
-``.cache/venvs/``), with the dependencies read from the baked ``pyproject.toml``:
-a project's suite then costs seconds instead of a fresh install.
+Baked projects run in one virtual environment per Django and Python version (under
+``.cache/venvs/``), made with that Python and synced by uv from the bake's own ``uv.lock``,
+hashes checked: a project's suite then costs seconds instead of a fresh install, and runs on
+exactly what the project's users install.
 """
 
 import contextlib
 import fcntl
+import glob
 import importlib.util
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +34,49 @@ ROOT = Path(__file__).resolve().parent.parent
 VENVS = Path(os.environ.get("BAKE_VENVS", ROOT / ".cache" / "venvs"))
 # The PgBouncer configuration a use_pgbouncer project ships, relative to the project.
 PGBOUNCER_INI = Path("deploy", "pgbouncer", "pgbouncer.ini")
+# The uv of the template's virtualenv (requirements-dev.txt pins it).
+UV = Path(sys.executable).with_name("uv")
+
+
+class MissingInterpreter(RuntimeError):
+    """This machine has no Python of the version a bake asks for."""
+
+
+def interpreter(version):
+    """A Python ``version`` ("3.11") of this machine that runs: the one running this code if
+    it is that version, else pyenv's (its shims refuse versions not selected, so the
+    interpreters under ``versions/`` are used directly, as scripts/lib.sh does), else
+    ``python<version>`` on ``PATH``. Raise :class:`MissingInterpreter` if there is none."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        return Path(getattr(sys, "_base_executable", sys.executable))
+    pyenv_root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
+    if shutil.which("pyenv"):
+        answer = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=False)
+        pyenv_root = answer.stdout.strip() or pyenv_root
+    candidates = sorted(glob.glob(f"{pyenv_root}/versions/{version}.*/bin/python3"), reverse=True)
+    candidates.append(shutil.which(f"python{version}"))
+    check = "import sys, venv; print(f'{sys.version_info.major}.{sys.version_info.minor}')"
+    for candidate in filter(None, candidates):
+        try:
+            result = subprocess.run(
+                [candidate, "-c", check], capture_output=True, text=True, timeout=30
+            )
+        except OSError:
+            continue
+        if result.returncode == 0 and result.stdout.strip() == version:
+            return Path(candidate)
+    raise MissingInterpreter(
+        f"no Python {version} with venv on this machine (looked in {pyenv_root}/versions/ "
+        f"and for python{version} on PATH)"
+    )
+
+
+def uv_env(**variables):
+    """The environment uv runs in: never a Python it downloads, never the caller's virtualenv."""
+    env = {name: value for name, value in os.environ.items() if name != "VIRTUAL_ENV"}
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    env.update(variables)
+    return env
 
 
 def cookiecutter_json():
@@ -54,7 +100,32 @@ def combinations(options=OPTIONS):
     return [dict(zip(options, combination, strict=True)) for combination in values]
 
 
-COMBINATIONS = combinations()
+def _version(text):
+    return tuple(int(part) for part in text.split("."))
+
+
+def other_python_combinations():
+    """One combination for each python_version but the default (cookiecutter.json's first),
+    with the newest Django that supports it and every option on, so that each Python a bake
+    may have runs a bake's checks and suite under itself."""
+    pre_gen = load_hook("pre_gen_project")
+    return [
+        {
+            "python_version": python,
+            "django_version": max(
+                (
+                    d
+                    for d in CHOICES["django_version"]
+                    if pre_gen.check_python_for_django(python, d) is None
+                ),
+                key=_version,
+            ),
+            "use_pgbouncer": True,
+            "use_read_replica": True,
+            "ci": CHOICES["ci"][0],
+        }
+        for python in CHOICES["python_version"][1:]
+    ]
 
 
 def combination_id(answers):
@@ -87,6 +158,10 @@ def load_hook(name, hooks_dir=ROOT / "hooks"):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# The full product of OPTIONS at the default python_version, then one bake per other one.
+COMBINATIONS = combinations() + other_python_combinations()
 
 
 def no_input_answers(**overrides):
@@ -124,10 +199,22 @@ def everything_under(directory):
     return sorted(path.relative_to(directory).as_posix() for path in Path(directory).rglob("*"))
 
 
-def requirements(project):
-    """The runtime dependencies and the dev group, as written in the project's pyproject."""
+def python_version_of(project):
+    """The ``python_version`` a project was baked with (its ``requires-python`` floor)."""
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
-    return sorted(pyproject["project"]["dependencies"] + pyproject["dependency-groups"]["dev"])
+    return pyproject["project"]["requires-python"].removeprefix(">=")
+
+
+def locked_versions(lock):
+    """``name==version`` of every package a uv.lock (its text) pins from an index, sorted:
+    what it installs, whatever the project's name (the one thing that differs between the
+    locks of bakes of the same versions)."""
+    packages = tomllib.loads(lock)["package"]
+    return sorted(
+        f"{package['name']}=={package['version']}"
+        for package in packages
+        if "registry" in package.get("source", {})
+    )
 
 
 @contextmanager
@@ -139,17 +226,25 @@ def _locked(path):
 
 
 def project_python(project, django_version):
-    """Return a Python whose environment has everything ``project`` declares."""
-    venv = VENVS / f"django-{django_version}"
+    """Return a Python whose environment holds exactly what ``project``'s uv.lock pins.
+
+    The environment is shared by the bakes of one Django and Python version (their locks
+    differ only in the project's name) and made with that Python (:func:`interpreter`;
+    :class:`MissingInterpreter` if this machine has none). ``uv sync --locked`` fills it from
+    the bake's lock, the ``asgi`` extra and the dev group included, checking every file's
+    sha256, and fails if the lock no longer matches the bake's pyproject.toml.
+    """
+    python_version = python_version_of(project)
+    venv = VENVS / f"django-{django_version}-python-{python_version}"
     python = venv / "bin" / "python"
-    wanted = requirements(project)
-    stamp = venv / "bake-requirements.json"
-    with _locked(VENVS / f"django-{django_version}.lock"):
+    wanted = locked_versions((project / "uv.lock").read_text())
+    stamp = venv / "bake-lock.json"
+    with _locked(VENVS / f"{venv.name}.lock"):
         if not python.exists():
-            run([sys.executable, "-m", "venv", str(venv)])
-            run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+            run([interpreter(python_version), "-m", "venv", str(venv)])
         if not stamp.exists() or json.loads(stamp.read_text()) != wanted:
-            run([str(python), "-m", "pip", "install", "--quiet", *wanted])
+            sync = [UV, "sync", "--locked", "--all-extras", "--quiet", "--python", python]
+            run(sync, cwd=project, env=uv_env(UV_PROJECT_ENVIRONMENT=str(venv)), timeout=900)
             stamp.write_text(json.dumps(wanted))
     return python
 

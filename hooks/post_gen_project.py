@@ -117,7 +117,7 @@ def next_steps(answers: dict, project_dir: Path | str) -> list[str]:
     steps = [
         f"cd {shlex.quote(str(project_dir))}",
         f"{python} -m venv .venv && . .venv/bin/activate",
-        "python -m pip install --upgrade pip && python -m pip install . --group dev",
+        "python -m pip install uv==0.13.9 && uv sync --locked    # exactly uv.lock's versions",
         f"createdb {slug}    # on PostgreSQL {postgresql}, or DATABASE_URL in .env (README.md)",
     ]
     if answers["use_pgbouncer"]:

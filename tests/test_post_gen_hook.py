@@ -171,6 +171,7 @@ def test_stale_manifest_path_makes_the_bake_fail_loudly(bake_cli, output_dir, tm
     shutil.copytree(ROOT / "hooks", template / "hooks")
     shutil.copy(ROOT / "cookiecutter.json", template / "cookiecutter.json")
     shutil.copytree(ROOT / PROJECT_TEMPLATE, template / PROJECT_TEMPLATE)
+    shutil.copytree(ROOT / "templates", template / "templates")  # the locks uv.lock includes
     hook = template / "hooks" / "post_gen_project.py"
     source = hook.read_text(encoding="utf-8")
     stale = source.replace(
