@@ -111,11 +111,16 @@ def point_at(alias, name):
 def terminate_sessions(connection, database):
     """End the idle server connections a pooler keeps to ``database``, so it can be dropped.
 
-    Only sessions of the same role are touched: a pooler logs in as the client's user.
+    A pooler logs in as the client's role: the sessions ended are those of the roles this one
+    may signal, its own, or every non-superuser's once it has ``pg_signal_backend`` (what the
+    owner needs when the application's role goes through a pooler).
     """
     with connection._nodb_cursor() as cursor:
         cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND usename = current_user",
+            "SELECT pg_terminate_backend(activity.pid) FROM pg_stat_activity AS activity "
+            "JOIN pg_roles ON pg_roles.oid = activity.usesysid "
+            "WHERE activity.datname = %s AND activity.pid <> pg_backend_pid() "
+            "AND (pg_has_role(pg_roles.oid, 'MEMBER') "
+            "OR (pg_has_role('pg_signal_backend', 'MEMBER') AND NOT pg_roles.rolsuper))",
             [database],
         )
