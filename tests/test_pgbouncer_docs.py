@@ -15,6 +15,7 @@ import time
 
 import psycopg
 import pytest
+import yaml
 
 from devtools.bakery import PGBOUNCER_INI, project_env, run
 from devtools.harness import ShippedPgBouncer, pick_port, server_user
@@ -158,11 +159,19 @@ def test_documented_try_without_a_certificate_works_as_written(project, pg_prima
     assert "TLS False" in result.stdout
 
 
+# The pgbouncer package of each Ubuntu runner the generated CI may pin (packages.ubuntu.com).
+UBUNTU_PGBOUNCER = {"ubuntu-24.04": (1, 22)}
+
+
 def test_ci_runs_at_least_the_documented_pgbouncer_version(project):
     documented = re.search(r"PgBouncer (\d+)\.(\d+) or newer", docs_text(project))
-    ci = (project.path / ".github" / "workflows" / "ci.yml").read_text()
-    image = re.search(r"image: edoburu/pgbouncer:v(\d+)\.(\d+)", ci)
-    assert tuple(map(int, image.groups())) >= tuple(map(int, documented.groups()))
+    ci = yaml.safe_load((project.path / ".github" / "workflows" / "ci.yml").read_text())
+    runner = ci["jobs"]["test"]["runs-on"]
+    assert "apt-get install -y -q pgbouncer" in str(ci["jobs"]["test"]["steps"])
+    assert UBUNTU_PGBOUNCER[runner] >= tuple(map(int, documented.groups()))
+    assert f"CI runs Ubuntu 24.04's {'.'.join(map(str, UBUNTU_PGBOUNCER[runner]))}" in docs_text(
+        project
+    )
 
 
 # On your machine ------------------------------------------------------------------------
