@@ -28,6 +28,7 @@ import yaml
 
 import devtools.harness.patroni as harness_patroni
 import devtools.harness.server as harness_server
+from devtools import drill_app
 from devtools.bakery import ROOT
 from devtools.harness import EPHEMERAL_PORTS, HarnessError, server_user
 from devtools.harness.patroni import SUBSTITUTED_KEYS, PatroniCluster, changed_keys
@@ -42,34 +43,6 @@ SLUG = "shop_front"  # bake()'s project name is "Shop Front"; the shipped pg_hba
 APP_PASSWORD = "drill-app-password/@:%"
 SECRET_KEY = "patroni-drill-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz-ABCD"
 WORKERS = 3
-DRILL_SETTINGS = """\
-from config.settings.production import *  # noqa: F403
-
-ROOT_URLCONF = "drill_urls"
-"""
-DRILL_URLS = """\
-from django.contrib.admin.models import LogEntry
-from django.contrib.auth import get_user_model
-from django.http import JsonResponse
-from django.urls import path
-from django.views.decorators.csrf import csrf_exempt
-
-
-def read(request):
-    entries = LogEntry.objects.filter(pk=1)
-    list(entries)
-    return JsonResponse({"alias": entries.db})
-
-
-@csrf_exempt
-def write(request):
-    user = get_user_model().objects.get(username="drill")
-    entry = LogEntry.objects.create(user=user, action_flag=1, object_repr=request.POST["token"])
-    return JsonResponse({"alias": entry._state.db}, status=201)
-
-
-urlpatterns = [path("read/", read), path("write/", write)]
-"""
 
 
 # --------------------------------------------------------------------------- the cluster
@@ -81,8 +54,8 @@ def project(tmp_path_factory):
     return Project.bake(
         {"use_read_replica": True},
         tmp_path_factory.mktemp("patroni"),
-        modules={"drill_settings": DRILL_SETTINGS, "drill_urls": DRILL_URLS},
-        DJANGO_SETTINGS_MODULE="drill_settings",
+        modules=drill_app.MODULES,
+        DJANGO_SETTINGS_MODULE=drill_app.SETTINGS_MODULE,
         DJANGO_SECRET_KEY=SECRET_KEY,
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
         DJANGO_SECURE_SSL_REDIRECT="false",
