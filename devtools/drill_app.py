@@ -40,3 +40,6 @@ urlpatterns = [path("read/", read), path("write/", write)]
 """
 
 MODULES = {SETTINGS_MODULE: SETTINGS, "drill_urls": URLS}
+
+# How many of a list of tokens (one parameter) the database holds: the writes it kept.
+COUNT_WRITES = "SELECT count(*) FROM django_admin_log WHERE object_repr = ANY(%s)"

@@ -257,11 +257,7 @@ def test_drill_readyz_answers_within_a_second_while_a_replica_hangs(replica_proj
 
 
 def rows_with_tokens(primary, tokens, dbname):
-    rows = primary.execute(
-        "SELECT count(*) FROM django_admin_log WHERE object_repr = ANY(%s)",
-        [list(tokens)],
-        dbname=dbname,
-    )
+    rows = primary.execute(drill_app.COUNT_WRITES, [list(tokens)], dbname=dbname)
     return rows[0][0]
 
 

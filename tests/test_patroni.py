@@ -153,9 +153,7 @@ def serving(project, cluster):
 def written_tokens(cluster, tokens):
     """How many of ``tokens`` the leader holds."""
     with connect(cluster, "read-write") as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM django_admin_log WHERE object_repr = ANY(%s)", [list(tokens)]
-        ).fetchone()
+        row = conn.execute(drill_app.COUNT_WRITES, [list(tokens)]).fetchone()
     return row[0]
 
 
