@@ -4,6 +4,7 @@ Every reader raises ``ImproperlyConfigured`` naming the variable and what it
 expects, so a bad deploy stops at start-up with a message an operator can act on.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -113,3 +114,19 @@ def strings(name, default=REQUIRED, *, expected="a comma-separated list"):
     if not items and default is REQUIRED:
         raise ImproperlyConfigured(f"{name} is required: set it to {expected}.")
     return items
+
+
+def networks(name, default=()):
+    """Return a comma-separated variable of CIDRs as a list of ``ipaddress`` networks.
+
+    An address alone is a network of one; an item with host bits set (``10.0.0.3/8``) is
+    refused: it is more likely a typo than the network meant.
+    """
+    expected = "comma-separated networks such as 10.0.0.0/8,fd00::/8"
+    value = _raw(name, default, expected)
+    if value is None:
+        return list(default)
+    try:
+        return [ipaddress.ip_network(item.strip()) for item in value.split(",") if item.strip()]
+    except ValueError:
+        raise invalid(name, value, expected) from None

@@ -26,9 +26,8 @@ def healthz(request):
 def readyz(request):
     """Readiness: 200 when the primary answers, 503 when it does not.
 
-    Only ``default`` decides the status. Operators (clients on loopback or a private network,
-    not through a proxy; everyone with ``READYZ_DETAILS = "all"``) also get every alias with
-    its latency or lag and the error class; anyone else gets ``{"ready": bool}`` only.
+    Only ``default`` decides the status. Clients :func:`shows_details` accepts also get every
+    alias with its latency or lag and the error class; anyone else gets ``{"ready": bool}``.
     """
     databases = readiness.databases()
     ready = databases[DEFAULT]["ok"]
@@ -37,16 +36,25 @@ def readyz(request):
 
 
 def shows_details(request):
-    """Return True when ``request`` may see alias names, latencies, lag and errors."""
-    if settings.READYZ_DETAILS == "all":
-        return True
+    """Return True when ``request`` may see alias names, latencies, lag and errors.
+
+    That is a client on loopback or on one of ``READYZ_DETAILS_NETWORKS``, judged by the
+    address that connected (``REMOTE_ADDR``), never by "private" ranges: behind SNAT or a
+    proxy, internet clients arrive from private addresses. A request carrying a forwarding
+    header came through a proxy, so the address that connected is the proxy's, not the
+    client's: it gets no details, whatever that address (a proxy on the same machine makes
+    every client loopback). The header is not trusted for the client's own address either,
+    as a client can write it; it can only ever take details away.
+    """
     if any(header in request.META for header in FORWARDED):
         return False
     try:
         client = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:
         return False
-    return client.is_loopback or client.is_private
+    # A dual-stack socket reports an IPv4 client as ::ffff:a.b.c.d.
+    client = getattr(client, "ipv4_mapped", None) or client
+    return client.is_loopback or any(client in net for net in settings.READYZ_DETAILS_NETWORKS)
 
 
 PROBES = {"/healthz/": healthz, "/readyz/": readyz}

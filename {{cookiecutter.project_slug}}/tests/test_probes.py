@@ -1,5 +1,6 @@
 """``/healthz/`` and ``/readyz/``: reachable by IP over plain HTTP, quick, and discreet."""
 
+import ipaddress
 import socket
 import threading
 import time
@@ -11,8 +12,11 @@ from config import readiness
 from config.aliases import DEFAULT, DIRECT
 
 SECRET = "s3cret-password"
-OPERATOR = {"REMOTE_ADDR": "10.0.0.3"}  # a kubelet, or an operator inside the network
+LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}
+# A kubelet, an operator, or anyone on the internet whose address SNAT or a proxy replaced.
+PRIVATE = {"REMOTE_ADDR": "10.0.0.3"}
 PUBLIC = {"REMOTE_ADDR": "93.184.216.34"}
+DOCUMENTATION = {"REMOTE_ADDR": "192.0.2.7"}  # TEST-NET-1, which Python calls private
 
 
 @pytest.fixture(autouse=True)
@@ -54,13 +58,33 @@ def test_probes_refuse_unsafe_methods(client, path):
     assert client.post(path).status_code == 405
 
 
-def test_readyz_tells_an_operator_the_primary_and_its_latency(client, db):
-    response = client.get("/readyz/", **OPERATOR)
+def test_readyz_tells_a_loopback_client_the_primary_and_its_latency(client, db):
+    response = client.get("/readyz/", **LOOPBACK)
     assert response.status_code == 200
     body = response.json()
     assert body["ready"] is True
     assert body["databases"][DEFAULT]["ok"] is True
     assert body["databases"][DEFAULT]["latency_ms"] >= 0
+
+
+def test_readyz_tells_a_private_network_client_the_status_only_by_default(client, db):
+    response = client.get("/readyz/", **PRIVATE)
+    assert response.status_code == 200
+    assert response.json() == {"ready": True}
+
+
+def test_readyz_tells_a_client_on_a_network_the_setting_names_the_details(client, settings, db):
+    settings.READYZ_DETAILS_NETWORKS = [ipaddress.ip_network("10.0.0.0/8")]
+    assert DEFAULT in client.get("/readyz/", **PRIVATE).json()["databases"]
+
+
+def test_readyz_reads_an_ipv4_mapped_client_as_its_ipv4_address(client, settings, db):
+    settings.READYZ_DETAILS_NETWORKS = [ipaddress.ip_network("10.0.0.0/8")]
+    assert DEFAULT in client.get("/readyz/", REMOTE_ADDR="::ffff:10.0.0.3").json()["databases"]
+
+
+def test_readyz_tells_a_documentation_range_client_the_status_only(client, db):
+    assert client.get("/readyz/", **DOCUMENTATION).json() == {"ready": True}
 
 
 def test_readyz_tells_a_public_client_the_status_only(client, db):
@@ -70,14 +94,9 @@ def test_readyz_tells_a_public_client_the_status_only(client, db):
 
 
 def test_readyz_tells_a_client_behind_a_proxy_the_status_only(client, db):
-    # A proxy on the private network forwards the internet's requests.
-    response = client.get("/readyz/", HTTP_X_FORWARDED_FOR="93.184.216.34", **OPERATOR)
+    # A proxy on the same machine forwards the internet's requests from loopback.
+    response = client.get("/readyz/", HTTP_X_FORWARDED_FOR="93.184.216.34", **LOOPBACK)
     assert response.json() == {"ready": True}
-
-
-def test_a_setting_shows_the_details_to_everyone(client, settings, db):
-    settings.READYZ_DETAILS = "all"
-    assert DEFAULT in client.get("/readyz/", **PUBLIC).json()["databases"]
 
 
 @pytest.fixture
@@ -101,7 +120,7 @@ def closed_port():
 
 def test_readyz_is_503_when_the_primary_refuses_connections(client, primary_at):
     primary_at(closed_port())
-    response = client.get("/readyz/", **OPERATOR)
+    response = client.get("/readyz/", **LOOPBACK)
     assert response.status_code == 503
     body = response.json()
     assert body["ready"] is False
@@ -144,7 +163,7 @@ def test_readyz_answers_503_within_a_second_on_a_primary_that_hangs(
     primary_at(hanging_server)
     for _ in range(3):  # the round in flight is not waited for again
         started = time.monotonic()
-        response = client.get("/readyz/", **OPERATOR)
+        response = client.get("/readyz/", **LOOPBACK)
         assert time.monotonic() - started < 1.0
         assert response.status_code == 503
         assert "no answer within" in response.json()["databases"][DEFAULT]["error"]

@@ -1,5 +1,6 @@
 """Each settings module reads the environment it documents, and refuses bad values."""
 
+import ipaddress
 import os
 import subprocess
 import sys
@@ -131,6 +132,25 @@ def test_local_honours_database_variables(load_settings):
     default = settings.DATABASES["default"]
     assert (default["HOST"], default["PORT"], default["NAME"]) == ("127.0.0.1", 6543, "devdb")
     assert default["OPTIONS"]["sslmode"] == "verify-full"
+
+
+def test_readyz_details_networks_are_read_as_cidrs(load_settings):
+    settings = load_settings("local", DJANGO_READYZ_DETAILS_NETWORKS="10.0.0.0/8, fd00::/8")
+    networks = settings.READYZ_DETAILS_NETWORKS
+    assert networks == [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")]
+
+
+def test_readyz_details_networks_default_to_none(load_settings):
+    assert load_settings("local").READYZ_DETAILS_NETWORKS == []
+
+
+def test_a_malformed_readyz_details_network_stops_start_up(load_settings):
+    with pytest.raises(ImproperlyConfigured) as error:
+        load_settings("local", DJANGO_READYZ_DETAILS_NETWORKS="10.0.0.0/8,office")
+    assert str(error.value) == (
+        "DJANGO_READYZ_DETAILS_NETWORKS='10.0.0.0/8,office' is not valid: "
+        "expected comma-separated networks such as 10.0.0.0/8,fd00::/8."
+    )
 
 
 def test_local_allowed_hosts_are_optional(load_settings):

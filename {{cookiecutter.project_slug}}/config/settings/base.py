@@ -75,9 +75,9 @@ DATABASES = database.databases(default_url="postgres:///{{ cookiecutter.project_
 # times in a run (docs/migrations.md).
 MIGRATION_LOCK_TIMEOUT = env.seconds("DATABASE_MIGRATION_LOCK_TIMEOUT", 2.0)
 MIGRATION_LOCK_RETRIES = env.integer("DATABASE_MIGRATION_LOCK_RETRIES", 5)
-# Who sees /readyz/'s details (aliases, latencies, lag, errors): "private" (clients on
-# loopback or a private network, not through a proxy) or "all".
-READYZ_DETAILS = env.choice("DJANGO_READYZ_DETAILS", "private", ("private", "all"))
+# Who sees /readyz/'s details (aliases, latencies, lag, errors) besides loopback clients:
+# named, never guessed from "private" ranges, which SNAT and proxies give every client.
+READYZ_DETAILS_NETWORKS = env.networks("DJANGO_READYZ_DETAILS_NETWORKS")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Set before the first migration: Django cannot swap the user model afterwards.
