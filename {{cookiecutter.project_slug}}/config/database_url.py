@@ -1,11 +1,11 @@
 """One database URL from the environment, parsed into a ``DATABASES`` entry."""
 
-import re
 from typing import Any
-from urllib.parse import unquote
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from psycopg import ProgrammingError
+from psycopg.conninfo import conninfo_to_dict
 
 ENGINE = "config.backends.postgresql"  # Django's backend with bounded waits
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -31,11 +31,6 @@ DEAD_PEER_DETECTION = {
     "tcp_user_timeout": 10_000,  # milliseconds
 }
 
-# One HOST[:PORT] item of a multi-host netloc: a bracketed IPv6 address or a name without
-# colons, then an optional port.
-_HOST_ITEM = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.%]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>\d+))?")
-_PLACEHOLDER = "several-hosts"
-
 
 def parse(
     name,
@@ -58,8 +53,8 @@ def parse(
     A URL may name several hosts, as libpq's own URLs do (``db1:5432,db2:5432``): libpq tries
     them in turn and keeps the first whose session matches ``target_session_attrs``, which
     defaults to the argument of that name (``read-write``: where writes are accepted, which
-    after a failover is the promoted standby). dj-database-url refuses such URLs, so the
-    hosts are parsed here.
+    after a failover is the promoted standby). dj-database-url refuses such URLs, so libpq's
+    own parser reads everything before the query; dj-database-url reads the query.
     """
     scheme = url.partition("://")[0] if "://" in url else ""
     if scheme not in SCHEMES:
@@ -67,26 +62,44 @@ def parse(
             f"{name} is not a PostgreSQL URL (scheme {scheme or 'missing'!r}): "
             f"expected {URL_EXPECTED}."
         )
-    url, hosts = _one_host(name, url)
+    invalid = ImproperlyConfigured(
+        f"{name} is not a valid URL: expected {URL_EXPECTED}, with special characters in the "
+        "user name and password percent-encoded."
+    )
+    base, _, query = url.partition("?")
     try:
-        # A plain dict: the entry gains keys dj-database-url's TypedDict does not know.
-        parsed: dict[str, Any] = dict(dj_database_url.parse(url, engine=ENGINE))
-    except ValueError:
+        # libpq's own reading (of pgsql:// as postgresql://): several hosts, IPv6 in
+        # brackets, percent-encoding.
+        libpq: dict[str, Any] = conninfo_to_dict("postgresql" + base.removeprefix(scheme))
+        # dj-database-url types the query's values ("5" as 5, "true" as True), as Django's
+        # options (server_side_binding, ...) and the checks of them expect.
+        parsed: dict[str, Any] = dict(dj_database_url.parse(f"postgres://?{query}", engine=ENGINE))
+    except (ProgrammingError, ValueError):
+        raise invalid from None
+    hosts, port = libpq.get("host", "").split(","), libpq.get("port", "")
+    # libpq checks neither until it connects: "db1,,db2" and "db:port" parse.
+    valid_ports = all(item.isdigit() and 0 < int(item) < 65536 for item in port.split(",") if item)
+    if len(hosts) > 1 and not (all(hosts) and valid_ports):
         raise ImproperlyConfigured(
-            f"{name} is not a valid URL: expected {URL_EXPECTED}, with special "
-            "characters in the user name and password percent-encoded."
-        ) from None
-    if not parsed.get("NAME"):
+            f"{name} names {len(hosts)} hosts, not all valid: expected {HOSTS_EXPECTED}."
+        )
+    if not valid_ports:
+        raise invalid
+    if not libpq.get("dbname"):
         raise ImproperlyConfigured(f"{name} names no database: expected {URL_EXPECTED}.")
-    if hosts:
-        parsed["HOST"] = ",".join(host for host, _ in hosts)
-        ports = [port for _, port in hosts]
-        parsed["PORT"] = ",".join(ports) if any(ports) else ""
+    parsed |= {
+        "NAME": libpq["dbname"],
+        "USER": libpq.get("user", ""),
+        "PASSWORD": libpq.get("password", ""),
+        "HOST": ",".join(hosts),
+        # One port as a number; several as libpq's list, which is "," when no host has one.
+        "PORT": int(port) if port.isdigit() else port.strip(",") and port,
+    }
     options = {
         "connect_timeout": connect_timeout,
         **DEAD_PEER_DETECTION,
         **({"sslmode": sslmode} if sslmode else {}),
-        **({"target_session_attrs": target_session_attrs} if hosts else {}),
+        **({"target_session_attrs": target_session_attrs} if len(hosts) > 1 else {}),
         **settings.pop("OPTIONS", {}),
         **parsed.get("OPTIONS", {}),
     }
@@ -104,29 +117,6 @@ def parse(
             + "."
         )
     return {**parsed, "QUERY_TIMEOUT": query_timeout, **settings, "OPTIONS": options}
-
-
-def _one_host(name, url):
-    """Return ``url`` with a single placeholder host, and its ``(host, port)`` list.
-
-    A URL naming one host is returned as it is, with an empty list.
-    """
-    scheme, _, rest = url.partition("://")
-    end = min((rest.find(c) for c in "/?#" if c in rest), default=len(rest))
-    userinfo, at, netloc = rest[:end].rpartition("@")
-    if "," not in netloc:
-        return url, []
-    hosts = []
-    for item in netloc.split(","):
-        match = _HOST_ITEM.fullmatch(item)
-        port = match and match["port"]
-        if not match or (port and not 0 < int(port) < 65536):
-            raise ImproperlyConfigured(
-                f"{name} names {len(netloc.split(','))} hosts, not all valid: "
-                f"expected {HOSTS_EXPECTED}."
-            )
-        hosts.append((match["ipv6"] or unquote(match["host"]), port or ""))
-    return f"{scheme}://{userinfo}{at}{_PLACEHOLDER}{rest[end:]}", hosts
 
 
 def _check_choice(name, options, option, choices):
