@@ -4,7 +4,9 @@ The doc's block runs as written (``sudo -u postgres`` is the harness's superuser
 passwords filled in). The project migrates as the owner through ``DATABASE_DIRECT_URL``, serves
 its admin and passes its own suite as the application's role, which cannot change the schema.
 Then the server-side bounds the same SQL sets: a query the application gave up on stops on
-the server, directly and through PgBouncer, and what it burns there is measured.
+the server, directly and through PgBouncer, and what it burns there is measured. Last, a
+setting changed on the role as the doc writes it reaches PgBouncer's pooled server
+connections only after the doc's console command.
 """
 
 import os
@@ -22,6 +24,7 @@ from psycopg import sql
 
 from devtools.bakery import PGBOUNCER_INI, run
 from devtools.harness import SUPERUSER, ShippedPgBouncer, pg_bindir
+from devtools.harness.host import run as run_as_server_user
 from devtools.harness.postgres import connection_url
 from devtools.projects import Project
 from devtools.readme import Browser, steps
@@ -94,15 +97,7 @@ def roles(pg_primary, project, passwords):
     command = block.strip().removeprefix("sudo -u postgres ")
     command = command.replace("OWNER_PASSWORD", passwords["owner"])
     command = command.replace("APP_PASSWORD", passwords["app"])
-    env = {
-        **os.environ,
-        "PATH": f"{pg_bindir()}{os.pathsep}{os.environ['PATH']}",
-        # What `sudo -u postgres psql` reaches: the superuser, over the server's socket.
-        "PGHOST": str(pg_primary.socket_dir),
-        "PGPORT": str(pg_primary.port),
-        "PGUSER": SUPERUSER,
-    }
-    run(["bash", "-c", command], cwd=project.path, env=env)
+    run(["bash", "-c", command], cwd=project.path, env=superuser_env(pg_primary))
     pg_primary.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(OWNER)))
     urls = {
         "app": connection_url(SLUG, passwords["app"], pg_primary.host, pg_primary.port, SLUG),
@@ -110,6 +105,17 @@ def roles(pg_primary, project, passwords):
     }
     yield urls
     drop_everything(pg_primary)
+
+
+def superuser_env(primary):
+    """What `sudo -u postgres psql` reaches: the superuser, over the server's socket."""
+    return {
+        **os.environ,
+        "PATH": f"{pg_bindir()}{os.pathsep}{os.environ['PATH']}",
+        "PGHOST": str(primary.socket_dir),
+        "PGPORT": str(primary.port),
+        "PGUSER": SUPERUSER,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -353,3 +359,46 @@ def test_a_runaway_query_burns_a_second_of_server_cpu_instead_of_running_on(
     assert bounded[1] < 3.0
     assert unbounded[1] >= 8.0
     assert unbounded[0] > 2 * bounded[0]
+
+
+# --------------------------------------------------------------------------- changing a role
+
+
+def test_pgbouncers_pooled_connections_take_a_changed_role_setting_after_the_documented_reconnect(
+    project, migrated, pgbouncer, pg_primary
+):
+    blocks = steps(project.path / "docs/database-roles.md")
+    change = blocks["change-role-setting"].strip().removeprefix("sudo -u postgres ")
+    # As the account PgBouncer runs as (sudo -u postgres), on the socket and port it has here.
+    reconnect = blocks["reconnect-pgbouncer"].strip().removeprefix("sudo -u postgres ")
+    reconnect = reconnect.replace("/var/run/postgresql", str(pgbouncer.workdir))
+    reconnect = reconnect.replace("-p 6432", f"-p {pgbouncer.port}")
+    url = app_url("pgbouncer", migrated, pgbouncer)
+    # prepare_threshold=None: as the application, no prepared statement on a pooled connection.
+    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as client:
+
+        def server_session():
+            query = "SELECT pg_backend_pid(), current_setting('statement_timeout')"
+            return client.execute(query).fetchone()
+
+        pooled, before = server_session()
+        try:
+            run(["bash", "-c", change], cwd=project.path, env=superuser_env(pg_primary))
+            kept = server_session()
+            console = run_as_server_user(
+                ["bash", "-c", reconnect],
+                cwd=pgbouncer.workdir,
+                env={"PATH": f"{pg_bindir()}{os.pathsep}{os.environ['PATH']}"},
+            )
+            replaced, after = server_session()
+        finally:
+            restore = sql.SQL("ALTER ROLE {} SET statement_timeout = '20s'")
+            pg_primary.execute(restore.format(sql.Identifier(SLUG)))
+    (version,) = pgbouncer.show("VERSION")
+    print(f"\n[roles] {version['version']}: statement_timeout {before}; after ALTER ROLE, on "
+          f"the pooled server connection, {kept[1]}; after RECONNECT {after}")  # fmt: skip
+    assert before == "20s"  # roles.sql's
+    assert kept == (pooled, "20s")  # the same server connection keeps the old value
+    assert console.split() == ["RECONNECT", "WAIT_CLOSE"]
+    assert replaced != pooled
+    assert after == "5s"
