@@ -5,6 +5,7 @@ The server is the real test database behind a relay that freezes or cuts the lin
 """
 
 import resource
+import select
 import socket
 import threading
 import time
@@ -39,7 +40,8 @@ def through(relay, db):
         "HOST": "127.0.0.1",
         "PORT": relay.port,
         "QUERY_TIMEOUT": BOUND,
-        "CONN_HEALTH_CHECKS": True,  # as DATABASE_URL's connections have them
+        "CONN_MAX_AGE": 60,  # persistent, with health checks, as DATABASE_URL's connections are
+        "CONN_HEALTH_CHECKS": True,
         "OPTIONS": {**primary["OPTIONS"], "connect_timeout": 2},
     }
     wrapper = DatabaseWrapper(settings_dict, alias="relayed")
@@ -73,8 +75,8 @@ def rows(table):
         return cursor.fetchone()[0]
 
 
-def within(call, *args):
-    """Return ``call(*args)``, failing the test if it has not ended ``BOUND + SLACK`` later.
+def within(call, *args, limit=BOUND + SLACK):
+    """Return ``call(*args)``, failing the test if it has not ended ``limit`` seconds later.
 
     The call runs in a thread of its own, so a wait that is not bounded fails the test
     instead of hanging it.
@@ -89,9 +91,9 @@ def within(call, *args):
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    thread.join(BOUND + SLACK)
+    thread.join(limit)
     if thread.is_alive():
-        pytest.fail(f"still waiting {BOUND + SLACK:g}s later: the wait is not bounded")
+        pytest.fail(f"still waiting {limit:g}s later: the wait is not bounded")
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
@@ -149,12 +151,13 @@ def test_a_rollback_on_a_frozen_server_fails_within_its_bound(relay, through):
         within(through.rollback)
 
 
-def test_the_connection_that_timed_out_is_closed_and_the_next_query_reconnects(relay, through):
+def test_the_connection_that_timed_out_is_closed_and_the_next_request_reconnects(relay, through):
     relay.freeze()
     with pytest.raises(OperationalError):
         within(execute, through, "SELECT 1")
     assert through.connection.closed
     relay.thaw()
+    through.close_if_unusable_or_obsolete()  # what Django runs as a request ends
     with through.cursor() as cursor:
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
@@ -201,9 +204,10 @@ def test_a_connection_the_server_ended_is_not_usable(through):
     assert through.is_usable() is False
 
 
-def test_a_statement_after_the_server_ended_the_session_runs_on_a_new_connection(through):
+def test_a_request_after_the_server_ended_the_session_runs_on_a_new_connection(through):
     terminate(through)
-    with through.cursor() as cursor:  # checked before the statement is sent
+    through.close_if_unusable_or_obsolete()  # what Django runs as a request starts
+    with through.cursor() as cursor:  # checked before the request's first statement is sent
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
 
@@ -216,6 +220,86 @@ def test_a_transaction_whose_session_ended_fails_instead_of_moving(through):
     with pytest.raises(OperationalError), through.cursor() as cursor:
         cursor.execute("SELECT 1")
     through.close()
+
+
+def test_a_healthy_connection_in_a_transaction_is_usable(through):
+    through.set_autocommit(False)
+    with through.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert through.is_usable() is True  # what TestCase asks before checking constraints
+    through.rollback()
+    through.set_autocommit(True)
+
+
+def test_a_connection_in_a_failed_transaction_is_not_usable(through):
+    through.set_autocommit(False)
+    with pytest.raises(DatabaseError), through.cursor() as cursor:
+        cursor.execute("SELECT 1/0")
+    assert through.is_usable() is False
+    through.rollback()
+    through.set_autocommit(True)
+
+
+@pytest.mark.django_db(transaction=True, databases=WITH_OWNER)
+def test_a_transaction_begun_in_raw_sql_keeps_its_session_across_cursors(through, table):
+    with through.cursor() as cursor:
+        cursor.execute("BEGIN")
+        cursor.execute("INSERT INTO bounded VALUES (1)")
+    with through.cursor() as cursor:  # another cursor, in the same transaction
+        cursor.execute("INSERT INTO bounded VALUES (2)")
+        cursor.execute("COMMIT")
+    assert rows(table) == 2
+
+
+def notify(channel):
+    """Send a notification on ``channel`` from a session of its own."""
+    with connections[DIRECT].cursor() as cursor:
+        cursor.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(channel)))
+    connections[DIRECT].close()  # this may run in a thread of its own
+
+
+@pytest.mark.django_db(transaction=True, databases=WITH_OWNER)
+def test_a_notification_on_an_idle_connection_keeps_the_session_and_its_state(through):
+    execute(through, "LISTEN orders")
+    execute(through, "SET application_name = 'listener'")
+    pid = through.connection.info.backend_pid
+    notify("orders")
+    poller = select.poll()
+    poller.register(through.connection.pgconn.socket, select.POLLIN)
+    assert poller.poll(5000), "the notification never arrived"
+    through.close_if_unusable_or_obsolete()  # a new request: the health check runs
+    with through.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid(), current_setting('application_name')")
+        assert cursor.fetchone() == (pid, "listener")
+    received = list(through.connection.notifies(timeout=0))
+    assert [notify.channel for notify in received] == ["orders"]
+
+
+def test_waiting_for_notifications_with_a_timeout_returns_when_it_passes(through):
+    with through.cursor() as cursor:
+        cursor.execute("LISTEN quiet")
+    started = time.monotonic()
+    assert within(lambda: list(through.connection.notifies(timeout=0.2))) == []
+    assert 0.2 <= time.monotonic() - started < BOUND
+    assert through.is_usable() is True  # the connection is kept
+
+
+def test_waiting_for_notifications_with_timeout_0_polls_once(relay, through):
+    relay.freeze()  # nothing can arrive: only the poll itself may wait
+    started = time.monotonic()
+    assert list(through.connection.notifies(timeout=0)) == []
+    assert time.monotonic() - started < BOUND / 2
+
+
+@pytest.mark.django_db(transaction=True, databases=WITH_OWNER)
+def test_waiting_for_notifications_is_not_cut_by_the_query_bound(through):
+    with through.cursor() as cursor:
+        cursor.execute("LISTEN late")
+    threading.Timer(2 * BOUND, notify, ["late"]).start()
+    received = within(lambda: list(through.connection.notifies(stop_after=1)), limit=10)
+    assert [notify.channel for notify in received] == ["late"]
+    with through.cursor() as cursor:  # and the bound still holds for queries
+        cursor.execute("SELECT 1")
 
 
 def demote(wrapper):
@@ -231,11 +315,12 @@ def backend_pid(wrapper):
 
 
 @pytest.mark.django_db(transaction=True, databases=WITH_OWNER)
-def test_a_connection_refused_a_write_as_read_only_is_replaced(through, table):
+def test_a_connection_refused_a_write_as_read_only_is_replaced_for_the_next_request(through, table):
     demote(through)
     before = backend_pid(through)
     with pytest.raises(DatabaseError, match="read-only transaction"):
         execute(through, "INSERT INTO bounded VALUES (1)")
+    through.close_if_unusable_or_obsolete()  # what Django runs as a request ends
     execute(through, "INSERT INTO bounded VALUES (1)")  # on a new connection, writable
     assert backend_pid(through) != before
     assert rows(table) == 1

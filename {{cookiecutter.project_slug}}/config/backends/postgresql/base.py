@@ -7,20 +7,19 @@ or ``0``: no limit). Past it the connection is closed and the call raises ``Oper
 the next request connects afresh. PostgreSQL's ``statement_timeout`` ends a statement the
 server is running, and libpq's ``connect_timeout`` a connection attempt, but nothing below the
 application ends a wait on a server that accepted and then hangs (a stopped process, a stalled
-disk): its kernel acknowledges every packet. psycopg can bound a wait, but Django never asks it
-to, so :class:`BoundedConnection` does on every wait of the connection. A ``COMMIT`` that fails
-so inside ``atomic()`` fails within that bound: no reconnect follows it just to restore
+disk): its kernel acknowledges every packet. psycopg bounds a wait only when its caller passes
+a timeout, and Django never does, so :class:`BoundedConnection` supplies one. A ``COMMIT`` that
+fails so inside ``atomic()`` fails within that bound: no reconnect follows it just to restore
 autocommit (:meth:`DatabaseWrapper.set_autocommit`).
 
-**A connection the server has ended is replaced before a statement is sent into it.** A
-restart, ``pg_terminate_backend()``, an idle timeout or a pooler restart leaves the server's
-goodbye (an error message, end of file) on the idle socket. Django's health check is a
-``SELECT 1`` round trip, once per request; :meth:`DatabaseWrapper.is_usable` looks at the socket
-instead, at no round trip, so it runs before every cursor outside a transaction. Nothing is
-ever sent twice: a statement that was sent is never repeated, whatever happened to it. A
-connection that was refused a write because its server is read-only is replaced too: after a
-failover, a connection through a pooler outlives the demoted primary behind it, and only a
-new connection lets libpq's ``target_session_attrs`` find the new one.
+**The health check costs no round trip.** With ``CONN_HEALTH_CHECKS``, Django asks
+:meth:`DatabaseWrapper.is_usable` once per request, before its first statement, and replaces a
+connection that is not. A server that ended the session (a restart, ``pg_terminate_backend()``,
+an idle timeout, a pooler restart) leaves its goodbye on the socket, so a quiet socket answers
+without the ``SELECT 1`` Django's check sends. A connection whose server refused a write as
+read-only is not usable either: after a failover, a connection through a pooler outlives the
+demoted primary behind it, and only a new connection lets libpq's ``target_session_attrs`` find
+the new one. A statement that was sent is never sent again, whatever happened to it.
 """
 
 import select
@@ -29,29 +28,46 @@ import psycopg
 from django.db import utils
 from django.db.backends.postgresql import base
 from django.utils.functional import cached_property
-from psycopg.errors import _WaitTimeout  # what Connection.wait() raises once its timeout passes
 from psycopg.pq import TransactionStatus
+
+# The states in which a connection can take a statement; libpq reports others (ACTIVE,
+# INERROR, UNKNOWN) while one runs, after an error, or on a broken connection.
+READY = (TransactionStatus.IDLE, TransactionStatus.INTRANS)
 
 
 class BoundedConnection(psycopg.Connection):
     """A psycopg connection on which no wait for the server outlasts ``timeout`` seconds.
 
-    Every operation of a psycopg connection waits through :meth:`wait`. Past ``timeout`` the
-    connection is closed, without a cancel request (a hung server would not answer it, and
+    Every operation of a psycopg connection waits through :meth:`wait`, which bounds a wait
+    only when its caller passes a timeout; a caller's own timeout (``notifies(timeout=...)``)
+    is passed on untouched. Otherwise, past ``timeout`` with a statement still in flight, the
+    connection is closed without a cancel request (a hung server would not answer it, and
     some connection poolers crash on one), and the operation raises ``OperationalError``.
     """
 
     timeout: float | None = None
 
     def wait(self, gen, interval=0.1, timeout=None):
+        if timeout is not None or not self.timeout:
+            return super().wait(gen, interval, timeout)
         try:
-            return super().wait(gen, interval, timeout or self.timeout)
-        except _WaitTimeout:
-            self.close()
-            raise psycopg.OperationalError(
-                f"the server did not answer within {timeout or self.timeout:g}s; "
-                "the connection was closed"
-            ) from None
+            return super().wait(gen, interval, self.timeout)
+        except psycopg.OperationalError:
+            # The server's own errors and a broken link leave no statement in flight.
+            if self.pgconn.transaction_status != TransactionStatus.ACTIVE:
+                raise
+        self.close()
+        raise psycopg.OperationalError(
+            f"the server did not answer within {self.timeout:g}s; the connection was closed"
+        )
+
+    def notifies(self, *, timeout=None, stop_after=None):
+        """psycopg's: how long to wait for notifications is the caller's ``timeout`` alone."""
+        bound, self.timeout = self.timeout, None  # psycopg holds the connection's lock meanwhile
+        try:
+            yield from super().notifies(timeout=timeout, stop_after=stop_after)
+        finally:
+            self.timeout = bound
 
 
 class DatabaseErrorWrapper(utils.DatabaseErrorWrapper):
@@ -75,8 +91,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _configure_connection(self, connection):
         # Django's hook for every new connection, pooled or not, before its first query.
-        # Django makes connections with psycopg.connect() or psycopg's pool, neither of which
-        # it lets us give a connection class: the new connection becomes a bounded one here.
+        # psycopg.connect(), which Django calls, takes no connection class, and Django's pool
+        # takes one only through OPTIONS, which settings cannot fill without importing this
+        # module: the new connection becomes a bounded one here, for both.
         connection.__class__ = BoundedConnection
         connection.timeout = self.query_timeout
         return super()._configure_connection(connection)  # type: ignore[misc]  # not in stubs
@@ -91,22 +108,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return
         super().set_autocommit(autocommit, *args, **kwargs)
 
-    def close_if_health_check_failed(self):
-        """Close the connection if the server has ended it since its last statement.
-
-        With ``CONN_HEALTH_CHECKS``, Django checks once per request; this check costs no round
-        trip, so it runs before every cursor, outside transactions (which must fail rather
-        than move to a new connection halfway).
-        """
-        if (
-            self.connection is not None
-            and self.settings_dict["CONN_HEALTH_CHECKS"]
-            and self.autocommit
-            and not self.in_atomic_block
-            and not self.is_usable()
-        ):
-            self.close()
-
     def _close(self):
         if self.refused_as_read_only and self.connection is not None:
             self.connection.close()  # so that a pool discards it rather than hand it out again
@@ -114,17 +115,21 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return super()._close()  # type: ignore[misc]  # not in stubs
 
     def is_usable(self):
-        """Return True when the connection is idle and the server has sent nothing since.
+        """Return True when the connection works, as Django's ``is_usable()`` does.
 
-        A server that ended the session leaves an error message or end-of-file to read. A
-        quiet socket proves nothing about a silent network: ``QUERY_TIMEOUT`` covers that.
-        A connection whose server refused a write as read-only is not usable either.
+        Django's sends ``SELECT 1``. A quiet socket on a connection ready for a statement
+        (idle, or in a transaction) answers True without it: a server that ended the session
+        leaves an error message or end-of-file to read. When the socket holds something
+        (that goodbye, or a notification, a parameter change), Django's ``SELECT 1`` decides,
+        so the session and what it holds (``LISTEN``, ``SET``, temporary tables) are kept.
+        A quiet socket proves nothing about a silent network: ``QUERY_TIMEOUT`` covers that.
         """
         if self.connection is None or self.refused_as_read_only:
             return False
         pgconn = self.connection.pgconn
-        if pgconn.transaction_status != TransactionStatus.IDLE:  # also when closed or broken
-            return False
-        poller = select.poll()  # select.select() fails on descriptors past 1023
-        poller.register(pgconn.socket, select.POLLIN)
-        return not poller.poll(0)
+        if pgconn.transaction_status in READY:
+            poller = select.poll()  # select.select() fails on descriptors past 1023
+            poller.register(pgconn.socket, select.POLLIN)
+            if not poller.poll(0):
+                return True
+        return super().is_usable()
