@@ -13,11 +13,13 @@ class Cooldown:
     """Which replicas failed, and until when they are skipped; shared by the process's threads.
 
     Only transitions take the lock and log: the first failure logs one warning, the first
-    success afterwards one "back" message, and failures in between are quiet.
+    success afterwards one "back" message, and failures in between are quiet. ``clock``
+    (``time.monotonic``) times the cool-downs; tests give one they move by hand.
     """
 
-    def __init__(self):
-        self._until = {}  # alias -> time.monotonic() at which to try it again
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self._until = {}  # alias -> clock() at which to try it again
         self._lock = threading.Lock()
 
     def ready(self, alias):
@@ -33,7 +35,7 @@ class Cooldown:
             until = self._until.get(alias)
             if until is None:
                 return True
-            now = time.monotonic()
+            now = self.clock()
             if now < until:
                 return False
             self._until[alias] = now + settings.REPLICA_COOLDOWN_SECONDS
@@ -44,7 +46,7 @@ class Cooldown:
         seconds = settings.REPLICA_COOLDOWN_SECONDS
         with self._lock:
             was_in_use = alias not in self._until
-            self._until[alias] = time.monotonic() + seconds
+            self._until[alias] = self.clock() + seconds
         if was_in_use:
             logger.warning(
                 "Database replica %r failed; reading from elsewhere for %gs: %s",
@@ -65,7 +67,7 @@ class Cooldown:
     def cooling(self, alias):
         """Return True while ``alias`` is skipped (for reports; takes no turn)."""
         until = self._until.get(alias)
-        return until is not None and time.monotonic() < until
+        return until is not None and self.clock() < until
 
 
 cooldown = Cooldown()

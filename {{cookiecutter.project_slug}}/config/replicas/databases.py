@@ -3,10 +3,14 @@
 import re
 
 from config import env
-from config.aliases import REPLICA_PREFIX
+from config.aliases import DEFAULT, REPLICA_PREFIX
 from config.database_url import parse
 
 ENGINE = "config.replicas.backend"  # reads a replica cannot serve go to the primary
+# What sets a replica's entry apart from the primary's. A read whose rows all arrive with its
+# statement can move to the primary when the replica fails; one fetched from a server-side
+# cursor could not, halfway through.
+REPLICA = {"ENGINE": ENGINE, "DISABLE_SERVER_SIDE_CURSORS": True}
 
 
 def databases(*, sslmode, lifetime):
@@ -29,10 +33,21 @@ def databases(*, sslmode, lifetime):
             connect_timeout=connect_timeout,
             query_timeout=query_timeout,
             target_session_attrs="standby",
-            **{**lifetime, "ENGINE": ENGINE, "OPTIONS": options},
+            **{**lifetime, **REPLICA, "OPTIONS": options},
         )
         for number, url in enumerate(urls, start=1)
     }
+
+
+def mirrored(databases):
+    """Return ``databases`` with one replica that reads the test database itself, through a
+    connection of its own (Django's ``TEST["MIRROR"]``), for the test settings: no
+    replication lag, while the router and the replicas' backend still run."""
+    primaries = {
+        alias: db for alias, db in databases.items() if not alias.startswith(REPLICA_PREFIX)
+    }
+    mirror = databases[DEFAULT] | REPLICA | {"TEST": {"MIRROR": DEFAULT}}
+    return primaries | {f"{REPLICA_PREFIX}1": mirror}
 
 
 # Between two URLs: white space, or a comma that a scheme follows. A comma inside a URL

@@ -56,8 +56,8 @@ class ReplicaState:
     streaming: bool
     position: int | None  # WAL replayed so far
     lag: float | None  # seconds
-    seen: float = 0.0  # time.monotonic() of the look
-    streamed: float | None = None  # time.monotonic() of the last look that found it streaming
+    seen: float = 0.0  # the clock's time of the look
+    streamed: float | None = None  # the clock's time of the last look that found it streaming
     streamed_lag: float = 0.0  # its lag at that look
 
     @classmethod
@@ -89,28 +89,30 @@ class PrimaryPositions:
 
     Positions learnt within :attr:`SPACING` of each other share one entry, dated by the
     first: lag read from them is overstated by that much at most, never understated. Entries
-    are kept for :attr:`KEEP` seconds, longer than PostgreSQL's ``wal_receiver_timeout``
-    (60 s), after which a replica cut off from its primary says so itself. A position the
-    primary reports below one learnt earlier means a new primary (a failover to a standby
-    that had not received everything): the positions past it are forgotten.
+    count for :attr:`KEEP` seconds, longer than PostgreSQL's ``wal_receiver_timeout`` (60 s),
+    after which a replica cut off from its primary says so itself; then they are forgotten,
+    so a failover to a standby that had not received everything costs the replicas at most
+    that long. A position the primary reports below one learnt earlier means such a new
+    primary: the positions past it are forgotten at once.
     """
 
     SPACING = 0.1  # seconds
     KEEP = 120.0  # seconds
 
-    def __init__(self):
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
         self._positions = []  # increasing
-        self._times = []  # time.monotonic() at which each was first learnt
+        self._times = []  # clock() at which each was first learnt
         self._lock = threading.Lock()
 
-    def learn(self, position, *, from_primary=False, now=None):
+    def learn(self, position, *, from_primary=False):
         """Record that the primary has reached ``position`` (told by the primary itself, or
         by a client's pin cookie)."""
         if position is None:
             return
         if self._positions and position <= self._positions[-1] and not from_primary:
             return  # the fast path: nothing new, no lock
-        now = time.monotonic() if now is None else now
+        now = self.clock()
         with self._lock:
             if from_primary:  # the primary is the authority on where it is
                 del_from = bisect.bisect_right(self._positions, position)
@@ -125,26 +127,31 @@ class PrimaryPositions:
                 self._positions.append(position)
                 self._times.append(now)
 
-    def lag(self, replayed, now=None):
-        """Return the seconds since the primary was first known to be past ``replayed``."""
+    def lag(self, replayed):
+        """Return the seconds since the primary was first known to be past ``replayed``, by
+        the positions learnt in the last :attr:`KEEP` seconds."""
         if replayed is None:
             return 0.0
-        now = time.monotonic() if now is None else now
+        now = self.clock()
         with self._lock:
-            first_past = bisect.bisect_right(self._positions, replayed)
+            kept = bisect.bisect_left(self._times, now - self.KEEP)
+            first_past = max(bisect.bisect_right(self._positions, replayed), kept)
             if first_past == len(self._positions):
                 return 0.0
-            learnt = max(self._times[first_past], now - self.KEEP)
-        return now - learnt
+            return now - self._times[first_past]
 
 
 class ReplicaLag:
-    """The last look at every replica, shared by the threads of the process."""
+    """The last look at every replica, shared by the threads of the process.
 
-    def __init__(self):
+    ``clock`` (``time.monotonic``) dates the looks; tests give one they move by hand.
+    """
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
         self._states = {}  # alias -> ReplicaState
         self._looking = set()  # aliases one thread is looking at right now
-        self.primary_positions = PrimaryPositions()
+        self.primary_positions = PrimaryPositions(clock)
 
     def state(self, alias):
         """Return the last look at ``alias``, or None."""
@@ -153,13 +160,13 @@ class ReplicaLag:
     def stale(self, alias):
         """Return True when the last look at ``alias`` is older than :data:`WINDOW`."""
         state = self._states.get(alias)
-        return state is None or time.monotonic() - state.seen >= WINDOW
+        return state is None or self.clock() - state.seen >= WINDOW
 
     def may_serve(self, alias, position):
         """Return True when the router may send a reader that must see ``position`` to
         ``alias``: its last look says so, or is stale enough to look again first."""
         state = self._states.get(alias)
-        if state is None or time.monotonic() - state.seen >= WINDOW:
+        if state is None or self.clock() - state.seen >= WINDOW:
             return True
         return state.serves(position, settings.REPLICA_MAX_LAG_SECONDS)
 
@@ -193,7 +200,7 @@ class ReplicaLag:
         """
         try:
             row = connection.execute(STATE_SQL).fetchone()
-            state = ReplicaState.from_row(row, time.monotonic())
+            state = ReplicaState.from_row(row, self.clock())
             known = self.primary_positions.lag(state.position)
             if state.lag is not None and known > state.lag:
                 state = dataclasses.replace(state, lag=known)

@@ -1,10 +1,11 @@
 """Each request gets its own pin state; a client that wrote carries its WAL position."""
 
+import logging
 import math
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 
 from config.aliases import DEFAULT
 from config.replicas import wal
@@ -13,6 +14,9 @@ from config.replicas.pinning import begin_unit_of_work, end_unit_of_work, restor
 
 PIN_COOKIE = "primary_pin"
 PIN_SALT = "config.replicas.pin"
+UNKNOWN = "unknown"  # a pin whose position the primary did not say
+
+logger = logging.getLogger(__name__)
 
 
 class ReadYourWritesMiddleware:
@@ -66,6 +70,8 @@ class ReadYourWritesMiddleware:
         seconds = settings.REPLICA_PIN_SECONDS
         # The signature's own timestamp bounds the pin: a client cannot extend it.
         value = request.get_signed_cookie(PIN_COOKIE, None, salt=PIN_SALT, max_age=seconds)
+        if value == UNKNOWN:
+            return wal.BEYOND  # no replica has replayed it: the primary serves until expiry
         try:
             position = wal.parse(value)
         except ValueError:
@@ -74,21 +80,30 @@ class ReadYourWritesMiddleware:
         return position
 
     def primary_position(self):
-        """Return the primary's WAL position now, after the request's writes committed."""
-        with connections[DEFAULT].cursor() as cursor:
-            cursor.execute(wal.POSITION_SQL)
-            position = wal.written(wal.parse(cursor.fetchone()[0]))
+        """Return the primary's WAL position now, after the request's writes committed.
+
+        ``None`` when the primary does not say: the request's work is done, and a failure
+        here must not turn it into an error a client would retry. The pin then holds for its
+        whole lifetime.
+        """
+        try:
+            with connections[DEFAULT].cursor() as cursor:
+                cursor.execute(wal.POSITION_SQL)
+                position = wal.written(wal.parse(cursor.fetchone()[0]))
+        except DatabaseError as error:
+            logger.warning("The primary's WAL position is unknown; pinning by time: %s", error)
+            return None
         lag.primary_positions.learn(position, from_primary=True)
         return position
 
     def pin(self, response, position):
-        """Set the pin cookie to ``position``."""
+        """Set the pin cookie to ``position`` (``None``: unknown)."""
         seconds = settings.REPLICA_PIN_SECONDS
         if seconds <= 0:
             return
         response.set_signed_cookie(
             PIN_COOKIE,
-            wal.format(position),
+            UNKNOWN if position is None else wal.format(position),
             salt=PIN_SALT,
             max_age=math.ceil(seconds),
             domain=settings.SESSION_COOKIE_DOMAIN,

@@ -17,21 +17,24 @@ from asgiref.sync import iscoroutinefunction
 # True while reads must go to the primary: use_primary(). Set with a token and reset
 # with it, so nested scopes restore the outer value.
 _reads_pinned = ContextVar("reads_pinned", default=False)
-# True once the context wrote to the primary. Kept apart from _reads_pinned so that leaving
-# a use_primary() block cannot unpin a context that wrote inside it.
-_wrote = ContextVar("wrote", default=False)
+# How far the context went on the primary: nothing, ROUTED (Django routed a query for writing:
+# a write, a lock, a validation query), or CHANGED (a statement changed data). Both send the
+# rest of the context's reads to the primary; only CHANGED asks for a pin cookie. Kept apart
+# from _reads_pinned so that leaving a use_primary() block cannot unpin a context that wrote.
+_primary = ContextVar("primary", default=0)
+ROUTED, CHANGED = 1, 2
 # The WAL position a replica must have replayed to serve this context, or None.
 _position = ContextVar("position", default=None)
 
 
 def pinned():
     """Return True when reads in the current context must go to the primary."""
-    return _reads_pinned.get() or _wrote.get()
+    return _reads_pinned.get() or _primary.get() > 0
 
 
 def wrote():
-    """Return True when the current context has written to the primary."""
-    return _wrote.get()
+    """Return True when a statement of the current context changed data on the primary."""
+    return _primary.get() == CHANGED
 
 
 def required_position():
@@ -39,29 +42,58 @@ def required_position():
     return _position.get()
 
 
+def routed_to_primary():
+    """Record that Django routed a query to the primary for writing: the rest of the
+    current context reads from the primary, but nothing asks for a pin cookie yet."""
+    if not _primary.get():  # setting only once keeps the routing path free of churn
+        _primary.set(ROUTED)
+
+
 def mark_written():
-    """Record a write: the rest of the current context reads from the primary."""
-    if not _wrote.get():  # setting only once keeps the write path free of churn
-        _wrote.set(True)
+    """Record a change of data: the rest of the current context reads from the primary,
+    and its response pins the client (``config.replicas.middleware``)."""
+    if _primary.get() != CHANGED:
+        _primary.set(CHANGED)
 
 
-# Command tags of statements that only read; anything else on a primary is a write.
-READ_TAGS = ("SELECT", "SHOW", "EXPLAIN")
+# Command tags of statements that change no data: reads, and transaction and session control
+# (Django's savepoints among them). Anything else on a primary is a write.
+READ_TAGS = (
+    "SELECT",
+    "SHOW",
+    "EXPLAIN",
+    "BEGIN",
+    "START TRANSACTION",
+    "SAVEPOINT",
+    "RELEASE",
+    "ROLLBACK",
+    "COMMIT",
+    "SET",
+    "RESET",
+    "LOCK TABLE",
+    "DECLARE CURSOR",
+    "FETCH",
+    "MOVE",
+    "CLOSE CURSOR",
+    "LISTEN",
+    "UNLISTEN",
+)
 
 
 def note_writes(execute, sql, params, many, context):
-    """Mark the context written after any statement on a primary that was not a read.
+    """Mark the context written after any statement on a primary that changed data.
 
     An execute wrapper on the primary's connections (``config.replicas.apps``): raw SQL on
     ``django.db.connection`` or ``.using("default").update()`` write without the router's
-    knowledge. The server's command tag says what the statement did; a ``SELECT`` that
-    writes through a function looks like a read, so call :func:`mark_written` after one.
+    knowledge, and a query Django routed for writing may only lock or validate. The server's
+    command tag says what the statement did; a ``SELECT`` that writes through a function
+    looks like a read, so call :func:`mark_written` after one.
     """
     result = execute(sql, params, many, context)
-    if not _wrote.get():
+    if _primary.get() != CHANGED:
         status = context["cursor"].cursor.statusmessage or ""
         if not status.startswith(READ_TAGS):
-            _wrote.set(True)
+            _primary.set(CHANGED)
     return result
 
 
@@ -83,26 +115,26 @@ def begin_unit_of_work(*, position=None):
     context outlives the request it served, so every unit of work must start unpinned
     and restore what it found.
     """
-    return _reads_pinned.set(False), _wrote.set(False), _position.set(position)
+    return _reads_pinned.set(False), _primary.set(0), _position.set(position)
 
 
 def end_unit_of_work(tokens):
     """Restore the pin state saved by :func:`begin_unit_of_work`."""
-    pinned_token, wrote_token, position_token = tokens
+    pinned_token, primary_token, position_token = tokens
     _position.reset(position_token)
-    _wrote.reset(wrote_token)
+    _primary.reset(primary_token)
     _reads_pinned.reset(pinned_token)
 
 
 def snapshot():
     """Return the current pin state, for :func:`restored`."""
-    return _reads_pinned.get(), _wrote.get(), _position.get()
+    return _reads_pinned.get(), _primary.get(), _position.get()
 
 
 @contextlib.contextmanager
 def restored(state):
     """Run the block with the pin state ``state``, then put back the current one."""
-    tokens = _reads_pinned.set(state[0]), _wrote.set(state[1]), _position.set(state[2])
+    tokens = _reads_pinned.set(state[0]), _primary.set(state[1]), _position.set(state[2])
     try:
         yield
     finally:

@@ -3,8 +3,6 @@
 A replica that is down or hangs must not slow the readiness answer, and does not decide it.
 """
 
-import time
-
 from django.conf import settings
 
 from config.replicas.cooldown import cooldown
@@ -21,7 +19,7 @@ def report(alias):
         "skipped": problem is not None,
         "lag_seconds": None if state is None or state.lag is None else round(state.lag, 3),
         "streaming": None if state is None else state.streaming,
-        "seen_seconds_ago": None if state is None else round(time.monotonic() - state.seen, 1),
+        "seen_seconds_ago": None if state is None else round(lag.clock() - state.seen, 1),
     }
     if problem is not None:
         entry["error"] = problem

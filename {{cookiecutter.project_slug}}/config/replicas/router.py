@@ -4,11 +4,11 @@
 
 1. Inside ``transaction.atomic()`` on a primary, reads and writes use that primary: the
    transaction's own rows are visible only there.
-2. Writes go to the primary and pin the current context: the rest of the request (or
-   task) reads from the primary too. ``select_for_update()``, ``get_or_create()`` and
-   ``update_or_create()`` count as writes: Django routes them with ``db_for_write()``.
-   Statements on the primary that the router never sees (raw SQL, ``.using()``) pin too
-   (``config.replicas.pinning.note_writes``).
+2. Writes go to the primary, and the rest of the request (or task) reads from the primary
+   too. Django routes ``select_for_update()``, ``get_or_create()``, ``update_or_create()``
+   and its validation queries with ``db_for_write()`` as well. Only a statement that
+   changed data pins the client beyond the request, whether the router saw it or not (raw
+   SQL, ``.using()``): ``config.replicas.pinning.note_writes`` judges by the command tag.
 3. Reads of the models that keep users logged in (see ``PRIMARY_APPS``) always go to
    the primary, so replication lag can never make a fresh session look invalid.
 4. Reads in a pinned context (``use_primary()``, an earlier write) go to the primary.
@@ -19,7 +19,10 @@
 The router makes no blocking call (Django routes async ORM calls in the event loop): it
 decides from what the process already knows. What is learnt only when the read runs (the
 replica is down, hangs, or lags by a fresher look) is handled by the replicas' backend,
-``config.replicas.backend``, which reads from the primary instead. See docs/read-replicas.md.
+``config.replicas.backend``, which reads from the primary instead. An instance loaded from
+a database that is not one of these is not this router's to place: it answers ``None``, so
+Django asks the next router, or keeps the instance where it came from. See
+docs/read-replicas.md.
 """
 
 import random
@@ -30,7 +33,7 @@ from django.db import connections
 from config.aliases import DEFAULT, PRIMARIES, REPLICA_PREFIX
 from config.replicas.cooldown import cooldown
 from config.replicas.lag import lag
-from config.replicas.pinning import mark_written, pinned, required_position
+from config.replicas.pinning import pinned, required_position, routed_to_primary
 
 # Apps whose every read goes to the primary. A replica a few seconds behind would not
 # know a session created by the login that just happened, nor a password just changed,
@@ -52,10 +55,13 @@ class PrimaryReplicaRouter:
         self.primaries = tuple(alias for alias in PRIMARIES if alias in databases)
         self.replicas = tuple(alias for alias in databases if alias.startswith(REPLICA_PREFIX))
         self.known = frozenset(self.primaries + self.replicas)
+        self.owned = self.known | {None}  # an unsaved instance is anyone's to place
         self.user_model = settings.AUTH_USER_MODEL.lower()
 
     def db_for_read(self, model, **hints):
         """Return the alias to read ``model`` from: a replica unless a rule says primary."""
+        if not self.owns(hints):
+            return None
         in_transaction = self.primary_in_transaction()
         if in_transaction is not None:
             return in_transaction
@@ -64,12 +70,14 @@ class PrimaryReplicaRouter:
         return self.choose_replica(required_position()) or DEFAULT
 
     def db_for_write(self, model, **hints):
-        """Return the primary, and pin the current context to it for the reads that follow.
+        """Return the primary, and send the current context's reads that follow there too.
 
         The alias is always explicit: left to Django, an instance read from a replica
         would be saved back to that replica.
         """
-        mark_written()
+        if not self.owns(hints):
+            return None
+        routed_to_primary()
         return self.primary_in_transaction() or DEFAULT
 
     def allow_relation(self, obj1, obj2, **hints):
@@ -83,6 +91,11 @@ class PrimaryReplicaRouter:
         if db not in self.known:
             return None  # not ours to decide
         return db in self.primaries
+
+    def owns(self, hints):
+        """Return False for a query about an instance loaded from a database not ours."""
+        instance = hints.get("instance")
+        return instance is None or instance._state.db in self.owned
 
     def primary_in_transaction(self):
         """Return the primary alias inside ``atomic()``, or None.

@@ -2,8 +2,7 @@
 
 from config import env
 {% if cookiecutter.use_read_replica %}
-from config.aliases import DEFAULT, REPLICA_PREFIX
-from config.replicas.databases import ENGINE as REPLICA_ENGINE
+from config.replicas.databases import mirrored
 {% endif %}
 
 env.read_dotenv()  # the suite runs against the database the developer's .env names
@@ -24,11 +23,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 WHITENOISE_AUTOREFRESH = True
 {% if cookiecutter.use_read_replica %}
 
-# One replica, which reads the test database itself through a connection of its own
-# (Django's TEST MIRROR): no replication lag, and the router and its backend still run.
-MIRROR = {"ENGINE": REPLICA_ENGINE, "TEST": {"MIRROR": DEFAULT}}
-DATABASES = {
-    **{alias: db for alias, db in DATABASES.items() if not alias.startswith(REPLICA_PREFIX)},
-    f"{REPLICA_PREFIX}1": DATABASES[DEFAULT] | MIRROR,
-}
+DATABASES = mirrored(DATABASES)  # one replica, reading the test database itself
 {% endif %}

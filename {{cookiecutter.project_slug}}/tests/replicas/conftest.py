@@ -9,7 +9,6 @@ inside it, every read rightly goes to the primary.
 
 import asyncio
 import socket
-import time
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -18,23 +17,47 @@ from django.db import connections
 
 from config.replicas import wal
 from config.replicas.cooldown import cooldown
-from config.replicas.lag import PrimaryPositions, ReplicaState, lag
+from config.replicas.lag import STATE_SQL, PrimaryPositions, ReplicaState, lag
 from config.replicas.pinning import begin_unit_of_work, end_unit_of_work
 from users.models import User
 
+# The mirror is the test database, a primary: its real state says so.
+REAL_STATE_SQL = STATE_SQL
 MIRROR_STATE_SQL = "SELECT true, true, pg_current_wal_insert_lsn()::text, 0::float"
 
 routed = pytest.mark.django_db(transaction=True, databases=["default", "replica1"])
 uses_views = pytest.mark.urls("tests.replicas.urls")
 
 
+class Clock:
+    """A monotonic clock that moves only when a test moves it: windows and cool-downs are
+    passed by :meth:`advance`, never waited for."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
 @pytest.fixture(autouse=True)
-def fresh_state(monkeypatch):
-    """Each test starts unpinned, as a request does, knowing nothing of the replicas."""
+def fresh_state(monkeypatch, clock):
+    """Each test starts unpinned, as a request does, knowing nothing of the replicas, with
+    the replicas' state timed by ``clock``."""
     monkeypatch.setattr("config.replicas.lag.STATE_SQL", MIRROR_STATE_SQL)
+    monkeypatch.setattr(lag, "clock", clock)
     monkeypatch.setattr(lag, "_states", {})
     monkeypatch.setattr(lag, "_looking", set())
-    monkeypatch.setattr(lag, "primary_positions", PrimaryPositions())
+    monkeypatch.setattr(lag, "primary_positions", PrimaryPositions(clock))
+    monkeypatch.setattr(cooldown, "clock", clock)
     monkeypatch.setattr(cooldown, "_until", {})
     tokens = begin_unit_of_work()
     yield
@@ -46,12 +69,11 @@ def forget_writes():
     begin_unit_of_work()
 
 
-def known(alias="replica1", *, seen=None, **fields):
-    """Make the process know ``alias`` in this state, by a look made at ``seen`` (by default
-    one that stays fresh for the whole test)."""
+def known(alias="replica1", **fields):
+    """Make the process know ``alias`` in this state, by a look made now: fresh until the
+    test moves the clock past the window."""
     values = {"in_recovery": True, "streaming": True, "position": 100, "lag": 0.0}
-    seen = time.monotonic() + 3600 if seen is None else seen
-    lag._states[alias] = ReplicaState(**(values | fields), seen=seen)
+    lag._states[alias] = ReplicaState(**(values | fields), seen=lag.clock())
 
 
 def primary_position():

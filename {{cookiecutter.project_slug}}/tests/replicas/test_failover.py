@@ -11,10 +11,11 @@ import time
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.db import connections
+from django.db import close_old_connections, connections
 
-from config.replicas.lag import lag
+from config.replicas.lag import WINDOW, lag
 from tests.replicas.conftest import (
+    REAL_STATE_SQL,
     closed_port,
     forget_writes,
     known,
@@ -110,12 +111,12 @@ def test_an_unreachable_replica_is_skipped_during_the_cool_down(
 
 @routed
 def test_a_replica_is_read_again_once_it_answers_after_the_cool_down(
-    replica_unreachable, settings, caplog
+    replica_unreachable, settings, caplog, clock
 ):
-    settings.REPLICA_COOLDOWN_SECONDS = 0.05
+    settings.REPLICA_COOLDOWN_SECONDS = 10.0
     read_alias()
     replica_unreachable.undo()  # the replica is back
-    time.sleep(0.1)
+    clock.advance(10.0)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="config.replicas"):
         assert read_alias() == "replica1"
@@ -134,8 +135,24 @@ def test_a_replica_connection_dropped_between_requests_is_replaced():
     # the backend pid is the pooler's and pg_terminate_backend() cannot reach it).
     with socket.socket(fileno=os.dup(replica.connection.fileno())) as sock:
         sock.shutdown(socket.SHUT_RDWR)
+    close_old_connections()  # the next request
     assert read_alias() == "replica1"
     assert replica.connection.info.backend_pid != pid
+
+
+@routed
+def test_a_first_connection_to_a_replica_found_promoted_reads_from_the_primary(monkeypatch, user):
+    monkeypatch.setattr("config.replicas.lag.STATE_SQL", REAL_STATE_SQL)  # the mirror: a primary
+    LogEntry.objects.create(user=user, action_flag=1)
+    forget_writes()
+    in_use = connections["replica1"]
+    connections["replica1"] = fresh = connections.create_connection("replica1")  # a new process
+    try:
+        assert LogEntry.objects.count() == 1
+        assert fresh.is_usable() is False  # the next request connects anew
+    finally:
+        fresh.close()
+        connections["replica1"] = in_use
 
 
 # A replica that hangs ------------------------------------------------------------------
@@ -172,6 +189,18 @@ def test_a_read_on_a_frozen_replica_returns_the_primarys_rows(replica_through_re
     read_alias()
     replica_through_relay.freeze()
     assert [entry.object_repr for entry in LogEntry.objects.all()] == ["kept"]
+
+
+@routed
+def test_iterating_rows_of_a_replica_that_freezes_midway_reads_them_all(
+    replica_through_relay, user
+):
+    LogEntry.objects.bulk_create(LogEntry(user=user, action_flag=1) for _ in range(5000))
+    forget_writes()
+    rows = LogEntry.objects.iterator(chunk_size=100)
+    next(rows)
+    replica_through_relay.freeze()
+    assert 1 + sum(1 for _ in rows) == 5000
 
 
 @routed
@@ -234,19 +263,18 @@ def state_sql(streaming, lag=0.0):
 
 @routed
 def test_a_standby_that_stopped_streaming_is_read_while_it_cannot_be_far_behind(
-    monkeypatch, settings
+    monkeypatch, settings, clock
 ):
     # Its primary shut down for a switchover: reads go on while another is promoted.
-    settings.REPLICA_MAX_LAG_SECONDS = 0.5
-    monkeypatch.setattr("config.replicas.lag.WINDOW", 0.2)
-    monkeypatch.setattr("config.replicas.lag.STATE_SQL", state_sql(True, lag=0.1))
-    read_alias()  # a look: streaming, 0.1 s behind
+    settings.REPLICA_MAX_LAG_SECONDS = 5.0
+    monkeypatch.setattr("config.replicas.lag.STATE_SQL", state_sql(True, lag=1.0))
+    read_alias()  # a look: streaming, 1 s behind
     monkeypatch.setattr("config.replicas.lag.STATE_SQL", state_sql(False))
-    time.sleep(0.2)
-    read_alias()  # a look: not streaming, at most 0.1 + 0.2 s behind
+    clock.advance(2.0)
+    read_alias()  # a look: not streaming, at most 1 + 2 s behind
     assert read_alias() == "replica1"
-    time.sleep(0.4)
-    read_alias()  # a look: at most 0.1 + 0.6 s behind, past the limit
+    clock.advance(2.5)
+    read_alias()  # a look: at most 1 + 4.5 s behind, past the limit
     assert read_alias() == "default"
 
 
@@ -266,19 +294,17 @@ def test_a_replica_is_looked_at_once_per_window(monkeypatch):
 
 
 @routed
-def test_a_replica_is_looked_at_again_after_the_window(monkeypatch):
+def test_a_replica_is_looked_at_again_after_the_window(monkeypatch, clock):
     seen = looks(monkeypatch)
-    monkeypatch.setattr("config.replicas.lag.WINDOW", 0.05)
     read_alias()
-    time.sleep(0.1)
+    clock.advance(WINDOW)
     read_alias()
     assert seen == ["replica1", "replica1"]
 
 
 @routed
-def test_a_skipped_replica_is_looked_at_again_after_the_window(monkeypatch):
-    known(lag=60.0, seen=time.monotonic())
-    monkeypatch.setattr("config.replicas.lag.WINDOW", 0.05)
+def test_a_skipped_replica_is_looked_at_again_after_the_window(clock):
+    known(lag=60.0)
     assert read_alias() == "default"
-    time.sleep(0.1)
+    clock.advance(WINDOW)
     assert read_alias() == "replica1"

@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.core import signing
 from django.db import connections
 from django.db.backends.signals import connection_created
@@ -28,9 +29,13 @@ def read_db(client, **extra):
     return client.get("/read/", **extra).json()["db"]
 
 
-def cookie_position(cookie):
+def cookie_value(cookie):
     request = RequestFactory().get("/", HTTP_COOKIE=f"{PIN_COOKIE}={cookie.value}")
-    return wal.parse(request.get_signed_cookie(PIN_COOKIE, salt=PIN_SALT))
+    return request.get_signed_cookie(PIN_COOKIE, salt=PIN_SALT)
+
+
+def cookie_position(cookie):
+    return wal.parse(cookie_value(cookie))
 
 
 # use_primary() ---------------------------------------------------------------------------
@@ -304,9 +309,45 @@ def test_the_pin_ends_with_the_request(client, user):
 
 @routed
 @uses_views
-def test_a_write_teaches_the_process_the_primarys_position(client, user):
+def test_a_request_that_only_validated_sets_no_pin_cookie(client, user):
+    forget_writes()
+    response = client.get("/validate/")
+    assert response.status_code == 200
+    assert PIN_COOKIE not in response.cookies
+
+
+@routed
+@uses_views
+def test_a_request_that_only_locked_rows_sets_no_pin_cookie(client):
+    response = client.get("/lock/")
+    assert response.status_code == 200
+    assert PIN_COOKIE not in response.cookies
+
+
+@routed
+@uses_views
+def test_a_request_whose_write_committed_keeps_its_answer_when_the_primary_is_lost(client, user):
+    response = client.get("/write-then-lose-the-primary/")
+    assert response.status_code == 202
+    assert cookie_value(response.cookies[PIN_COOKIE]) == "unknown"  # pinned until it expires
+    connections.close_all()  # what Django does as a request ends (the test client does not)
+    assert LogEntry.objects.count() == 1
+
+
+@routed
+@uses_views
+def test_a_pin_whose_position_is_unknown_reads_from_the_primary(client, user):
+    client.get("/write-then-lose-the-primary/")
+    connections.close_all()  # what Django does as a request ends (the test client does not)
+    assert read_db(client) == "default"  # though the replica has replayed everything
+
+
+@routed
+@uses_views
+def test_a_write_teaches_the_process_the_primarys_position(client, user, clock):
     position = cookie_position(client.get("/write/").cookies[PIN_COOKIE])
-    assert lag.primary_positions.lag(position - 1) > 0
+    clock.advance(1.0)
+    assert lag.primary_positions.lag(position - 1) == 1.0
     assert lag.primary_positions.lag(position) == 0
 
 

@@ -11,6 +11,7 @@ from django.db import connection, connections, router, transaction
 from django.test.utils import CaptureQueriesContext
 
 from config.replicas import use_primary
+from config.replicas.pinning import pinned
 from config.replicas.router import PrimaryReplicaRouter
 from tests.replicas.conftest import forget_writes, read_alias, routed, uses_views
 from users.models import User
@@ -175,3 +176,11 @@ def test_relations_with_an_unknown_database_are_left_to_django():
     ours, theirs = LogEntry(), LogEntry()
     ours._state.db, theirs._state.db = "default", "analytics"
     assert PrimaryReplicaRouter().allow_relation(ours, theirs) is None
+
+
+@pytest.mark.parametrize("route", ["db_for_read", "db_for_write"])
+def test_an_instance_from_a_database_not_ours_is_left_to_the_next_router(route):
+    instance = User(username="legacy")
+    instance._state.db = "legacy"  # loaded from a database of the project's own
+    assert getattr(PrimaryReplicaRouter(), route)(User, instance=instance) is None
+    assert not pinned()

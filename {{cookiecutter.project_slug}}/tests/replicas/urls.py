@@ -1,7 +1,10 @@
 """Views for the read-replica tests: each reports where its reads went."""
 
+import os
+import socket
+
 from django.contrib.admin.models import LogEntry
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import path
 
@@ -39,6 +42,34 @@ def update_using(request):
     """Write with .using(), which the router never sees either."""
     LogEntry.objects.using("default").update(object_repr="updated")
     return HttpResponse("updated")
+
+
+def validate(request):
+    """Only validate: Django routes these queries with db_for_write, yet nothing changes."""
+    entry = LogEntry(action_flag=1, object_repr="draft")
+    entry.user = User.objects.get(username="reader")  # on an unsaved instance: db_for_write
+    entry.validate_constraints()
+    return HttpResponse("valid")
+
+
+def lock(request):
+    """Only lock rows, in a transaction with a savepoint inside."""
+    with transaction.atomic(), transaction.atomic():
+        list(LogEntry.objects.select_for_update())
+    return HttpResponse("locked")
+
+
+def write_then_lose_the_primary(request):
+    """Write, then lose the primary's connection (as when it stalls past its bound), and
+    catch the next write's error, as a view may: the first write is committed."""
+    LogEntry.objects.create(user=User.objects.get(username="reader"), action_flag=1)
+    with socket.socket(fileno=os.dup(connection.connection.fileno())) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
+    try:
+        LogEntry.objects.create(user_id=1, action_flag=1)
+    except DatabaseError:
+        return HttpResponse("accepted", status=202)
+    return HttpResponse("written")
 
 
 def session(request):
@@ -79,6 +110,9 @@ urlpatterns = [
     path("write/", write),
     path("raw-write/", raw_write),
     path("update-using/", update_using),
+    path("validate/", validate),
+    path("lock/", lock),
+    path("write-then-lose-the-primary/", write_then_lose_the_primary),
     path("session/", session),
     path("aiterate/", aiterate),
     path("stream/", write_then_stream),
