@@ -6,7 +6,8 @@ time as root, in the baked project's directory (the doc runs them in a checkout 
 database server), and takes only these liberties with the text:
 
 - this machine's paths and ports for the documented ones: a cluster's data directory
-  (``/var/lib/postgresql/V/NAME``), its ``/etc/postgresql/V/NAME/`` and ``--port``, and
+  (``/var/lib/postgresql/V/NAME``), its ``/etc/postgresql/V/NAME/``, its log
+  (``/var/log/postgresql/postgresql-V-NAME.log``) and ``--port``, and
   ``--config-path`` for pgBackRest's ``/etc/pgbackrest``; plus the values a reader fills in
   (the target time, a table's name), which the caller passes;
 - the server's defaults are the environment's: ``PGHOST`` is a directory holding every
@@ -234,6 +235,10 @@ class Machine:
             [self.backrest.log_text(), *(c.log or c.server.log_text() for c in clusters)]
         )
 
+    def drop(self, name: str) -> None:
+        """``pg_dropcluster V NAME --stop``: the cluster stops, its data gone."""
+        self._drop(name)
+
     def lose(self) -> None:
         """Lose the server: every cluster stops at once, its data gone."""
         for name in list(self.clusters):
@@ -284,6 +289,9 @@ class Machine:
         for name, cluster in self.clusters.items():
             here[f"/var/lib/postgresql/{version()}/{name}"] = str(cluster.server.data_dir)
             here[f"/etc/postgresql/{version()}/{name}/"] = f"{cluster.etc}/"
+            here[f"/var/log/postgresql/postgresql-{version()}-{name}.log"] = str(
+                cluster.server.log_path
+            )
         for port, cluster in self.ports.items():
             here[f"--port {port}"] = f"--port {cluster.server.port}"
         pattern = "|".join(map(re.escape, sorted(here, key=len, reverse=True)))

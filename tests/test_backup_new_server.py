@@ -50,8 +50,8 @@ def new_server(site, lost):
     steps as written."""
     machine = site.machine(archiving=False)
     timings = list(machine.run("new-server").items())
-    (until,) = [i for i, (command, _) in enumerate(timings) if command.startswith("until ")]
-    restored = sum(seconds for _, seconds in timings[: until + 1])
+    (wait,) = [i for i, (command, _) in enumerate(timings) if command.startswith("timeout 600 ")]
+    restored = sum(seconds for _, seconds in timings[: wait + 1])
     print(f"\nnew server restored and taking writes ({BASE_ROWS:,} rows) in {restored:.1f} s")
     return machine
 

@@ -55,7 +55,7 @@ def target(site, machine):
     time.sleep(PAUSE)
     primary.execute(f"DROP TABLE {TABLE}", dbname=database)  # the mistake
     primary.execute("CREATE TABLE written_after (n int)", dbname=database)
-    machine.backrest.run("check")
+    machine.run("archive-now")  # the doc's step before a restore to a point in time
     return target
 
 

@@ -92,7 +92,7 @@ def drill(site, machine):
     time.sleep(PAUSE)
     primary.execute(f"DELETE FROM {TABLE} WHERE batch = %s", [DELETED], dbname=database)
     first_after, _ = write_batch(primary, database, 3, BATCH_ROWS)
-    machine.backrest.run("check")  # switches to a new WAL segment and waits until it is archived
+    machine.run("archive-now")  # a commit after the target, its WAL archived
     return Drill(target, last_before, first_after, database_mb, full, diff)
 
 
