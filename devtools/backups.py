@@ -135,6 +135,29 @@ class PgBackRest:
         command = [program, f"--config-path={self.path}", "--start-fast", *args]
         return run(command, cwd=self.path, timeout=300)
 
+    def condition(self, server: Primary | None) -> int:
+        """The exit status of the backup unit's ``ExecCondition``, run as systemd runs it (as
+        the unit's user, psql reaching the local server: ``server``'s socket and port, or a
+        server that is down when None); 0 runs the backup, 1 to 254 skips it, 255 fails it."""
+        service = (self.deploy / "pgbackrest-backup@.service").read_text()
+        (command,) = re.findall(r"^ExecCondition=(.*)$", service, re.M)
+        command = command.replace("$$", "$")  # systemd's escape for a literal $
+        env = {name: value for name, value in os.environ.items() if not name.startswith("PG")}
+        env.update(PGUSER=SUPERUSER, PGDATABASE="postgres", PGCONNECT_TIMEOUT="5")
+        if server is None:
+            env.update(PGHOST=str(self.path), PGPORT="1")  # no socket there
+        else:
+            env.update(PGHOST=str(server.socket_dir), PGPORT=str(server.port))
+        result = subprocess.run(
+            shlex.split(command),
+            env=env,
+            capture_output=True,
+            timeout=30,
+            check=False,
+            **server_user().popen_kwargs(),
+        )
+        return result.returncode
+
     def restore(self, data_dir: Path, *options: str) -> str:
         """Restore the repository's backups into ``data_dir``."""
         return self.run(f"--pg1-path={data_dir}", *options, "restore")

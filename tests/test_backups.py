@@ -128,6 +128,16 @@ def test_scheduled_backups_wait_for_a_spread_checkpoint_instead_of_forcing_one(m
     assert re.search(r"^start-fast=n$", (deploy / "pgbackrest.conf").read_text(), re.M)
 
 
+def test_the_backup_unit_runs_on_a_primary_skips_a_standby_and_fails_without_a_server(machine):
+    # With Patroni every member has the timers; a backup on a standby would fail every night.
+    primary = machine.main.server
+    with Replica(primary, settings={"archive_mode": "off"}) as standby:
+        on_standby = machine.backrest.condition(standby)
+    assert machine.backrest.condition(primary) == 0
+    assert on_standby == 1  # skipped, the unit not failed
+    assert machine.backrest.condition(None) == 255  # failed: a missed backup must show
+
+
 def test_every_file_in_the_repository_is_encrypted(site, drill):
     files = [path for path in site.repository.rglob("*") if path.is_file()]
     plain = [path for path in files if path.read_bytes()[:8] != b"Salted__"]  # OpenSSL's header
