@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -23,6 +24,7 @@ from devtools.harness.host import make_workdir
 from devtools.harness.pgbouncer import local_ini, relocated
 from devtools.harness.postgres import connection_url
 from devtools.projects import Project
+from devtools.readme import fill_in, steps
 
 # One worker runs the whole module: its module-scoped project and servers are set up once.
 pytestmark = pytest.mark.xdist_group("pgbouncer-integration")
@@ -145,11 +147,27 @@ def test_documented_test_run_passes_through_pgbouncer(documented):
 def test_documented_try_without_a_certificate_works_as_written(project, pg_primary, pgbouncer):
     with ShippedPgBouncer(pg_primary, pgbouncer.shipped) as bouncer:
         bouncer.stop()
-        Docs(project, pg_primary, bouncer).sh("client_tls_sslmode = disable")
+        docs = Docs(project, pg_primary, bouncer)
+        docs.sh("client_tls_sslmode = disable")
         for name in ("client_tls_key_file", "client_tls_cert_file"):
             relocated(bouncer.file_settings[name], bouncer.workdir).unlink()
         bouncer.start()
-        env = project.env(**urls(bouncer, pg_primary, bouncer.database))  # local settings
+        # The README's .env line for PgBouncer's URL, then the doc's edit of it.
+        readme = steps(project.path / "README.md")["database-url"]
+        (line,) = [line for line in readme.splitlines() if ":6432/" in line]
+        # The app's role and password as the harness's URL writes them (percent-encoded).
+        user, password = (
+            urlsplit(bouncer.url(bouncer.database)).netloc.rpartition("@")[0].split(":")
+        )
+        values = {"USER": user, "PASSWORD": password, "6432": bouncer.port, SLUG: bouncer.database}
+        scratch = make_workdir("dotenv")
+        try:
+            run(["bash", "-euo", "pipefail", "-c", fill_in(line, values)], cwd=scratch)
+            run(["bash", "-euo", "pipefail", "-c", docs.block("?sslmode=require$/")], cwd=scratch)
+            (url,) = re.findall(r"^DATABASE_URL=(.*)$", (scratch / ".env").read_text(), re.M)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        env = project.env(**(urls(bouncer, pg_primary, bouncer.database) | {"DATABASE_URL": url}))
         result = project.shell(
             "from django.db import connection; connection.ensure_connection(); "
             "print('TLS', connection.connection.pgconn.ssl_in_use)",
