@@ -5,6 +5,7 @@ expects, so a bad deploy stops at start-up with a message an operator can act on
 """
 
 import ipaddress
+import math
 import os
 from pathlib import Path
 
@@ -16,8 +17,9 @@ REQUIRED = object()
 # The developer's own variables, git-ignored; see read_dotenv().
 DOTENV = Path(__file__).resolve().parent.parent / ".env"
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+_BOOLEANS = dict.fromkeys(("1", "true", "yes", "on"), True) | dict.fromkeys(
+    ("0", "false", "no", "off"), False
+)
 
 
 def _raw(name, default, expected):
@@ -51,58 +53,52 @@ def string(name, default=REQUIRED, *, expected="a non-empty string"):
     return default if value is None else value
 
 
-def boolean(name, default=REQUIRED):
-    """Return the variable as a bool (true/false, yes/no, on/off, 1/0)."""
-    expected = "true or false"
+def _read(name, default, expected, convert):
+    """Return ``convert(value)`` of the variable, or ``default`` when it is unset or empty.
+
+    ``convert`` raises ``ValueError`` (or ``KeyError``) for a value that is not what
+    ``expected`` says.
+    """
     value = _raw(name, default, expected)
     if value is None:
         return default
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise invalid(name, value, expected)
+    try:
+        return convert(value)
+    except (KeyError, ValueError):
+        raise invalid(name, value, expected) from None
+
+
+def _at_least(minimum):
+    def check(number):
+        if not minimum <= number < math.inf:  # also refuses NaN
+            raise ValueError(number)
+        return number
+
+    return check
+
+
+def boolean(name, default=REQUIRED):
+    """Return the variable as a bool (true/false, yes/no, on/off, 1/0)."""
+    return _read(name, default, "true or false", lambda value: _BOOLEANS[value.lower()])
 
 
 def integer(name, default=REQUIRED, *, minimum=0):
     """Return the variable as an int no smaller than ``minimum``."""
-    expected = f"a whole number >= {minimum}"
-    value = _raw(name, default, expected)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise invalid(name, value, expected) from None
-    if number < minimum:
-        raise invalid(name, value, expected)
-    return number
+    at_least = _at_least(minimum)
+    return _read(name, default, f"a whole number >= {minimum}", lambda value: at_least(int(value)))
 
 
 def seconds(name, default=REQUIRED, *, minimum=0.0):
     """Return the variable as a duration in seconds (a float no smaller than ``minimum``)."""
+    at_least = _at_least(minimum)
     expected = f"a number of seconds >= {minimum:g}"
-    value = _raw(name, default, expected)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise invalid(name, value, expected) from None
-    if not number >= minimum or number == float("inf"):
-        raise invalid(name, value, expected)
-    return number
+    return _read(name, default, expected, lambda value: at_least(float(value)))
 
 
 def choice(name, default, choices):
     """Return the variable, which must be one of ``choices``."""
     expected = "one of " + ", ".join(choices)
-    value = _raw(name, default, expected)
-    if value is None:
-        return default
-    if value not in choices:
-        raise invalid(name, value, expected)
-    return value
+    return _read(name, default, expected, lambda value: choices[choices.index(value)])
 
 
 def strings(name, default=REQUIRED, *, expected="a comma-separated list"):
@@ -123,10 +119,8 @@ def networks(name, default=()):
     refused: it is more likely a typo than the network meant.
     """
     expected = "comma-separated networks such as 10.0.0.0/8,fd00::/8"
-    value = _raw(name, default, expected)
-    if value is None:
-        return list(default)
-    try:
-        return [ipaddress.ip_network(item.strip()) for item in value.split(",") if item.strip()]
-    except ValueError:
-        raise invalid(name, value, expected) from None
+    return _read(name, list(default), expected, _networks)
+
+
+def _networks(value):
+    return [ipaddress.ip_network(item.strip()) for item in value.split(",") if item.strip()]
