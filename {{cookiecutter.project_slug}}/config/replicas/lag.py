@@ -165,10 +165,7 @@ class ReplicaLag:
     def may_serve(self, alias, position):
         """Return True when the router may send a reader that must see ``position`` to
         ``alias``: its last look says so, or is stale enough to look again first."""
-        state = self._states.get(alias)
-        if state is None or self.clock() - state.seen >= WINDOW:
-            return True
-        return state.serves(position, settings.REPLICA_MAX_LAG_SECONDS)
+        return self.stale(alias) or self.serves(alias, position)
 
     def serves(self, alias, position):
         """Return True when the last look at ``alias`` lets a reader that must see

@@ -56,27 +56,11 @@ def mark_written():
         _primary.set(CHANGED)
 
 
-# Command tags of statements that change no data: reads, and transaction and session control
-# (Django's savepoints among them). Anything else on a primary is a write.
-READ_TAGS = (
-    "SELECT",
-    "SHOW",
-    "EXPLAIN",
-    "BEGIN",
-    "START TRANSACTION",
-    "SAVEPOINT",
-    "RELEASE",
-    "ROLLBACK",
-    "COMMIT",
-    "SET",
-    "RESET",
-    "LOCK TABLE",
-    "DECLARE CURSOR",
-    "FETCH",
-    "MOVE",
-    "CLOSE CURSOR",
-    "LISTEN",
-    "UNLISTEN",
+# The first word of the command tags of statements that change no data: reads, and transaction
+# and session control (Django's savepoints among them). Anything else on a primary is a write.
+READ_TAGS = frozenset(
+    "SELECT SHOW EXPLAIN BEGIN START SAVEPOINT RELEASE ROLLBACK COMMIT SET RESET LOCK "  # noqa: SIM905
+    "DECLARE FETCH MOVE CLOSE LISTEN UNLISTEN".split()
 )
 
 
@@ -92,7 +76,7 @@ def note_writes(execute, sql, params, many, context):
     result = execute(sql, params, many, context)
     if _primary.get() != CHANGED:
         status = context["cursor"].cursor.statusmessage or ""
-        if not status.startswith(READ_TAGS):
+        if status.partition(" ")[0] not in READ_TAGS:
             _primary.set(CHANGED)
     return result
 
