@@ -41,7 +41,7 @@ CONFIGS = [
     ),
     Config(
         "persistent",
-        "persistent (`CONN_MAX_AGE=60`, goodbye check, bounded waits: the template default)",
+        "persistent (`CONN_MAX_AGE=60`, health checks, bounded waits: the template default)",
         "default",
         "wsgi",
         smoke=True,

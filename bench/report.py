@@ -116,7 +116,7 @@ def targets(summary: dict, args, skipped: dict[str, str], micro: dict | None) ->
         nohc = summary.get("persistent-nohc")
         if nohc:
             lines.append(
-                f"- (info) health check cost: the template default (goodbye check, no round "
+                f"- (info) health check cost: the template default (once a request, no round "
                 f"trip) is {row['rps']['one'] / nohc['rps']['one']:.2f}× persistent without "
                 "health checks"
             )
