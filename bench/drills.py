@@ -116,3 +116,53 @@ def run_drills(servers: Servers, seconds: float) -> dict[str, dict]:
         results["failover"] = {"error": f"{type(error).__name__}: {error}"}
     log(f"drill failover: {results['failover']}")
     return results
+
+
+def section(drills: dict) -> list[str]:
+    """The terminate and restart drills, one row per configuration."""
+    if not drills:
+        return ["Not run."]
+    out = [
+        "Under load (8 clients on `/bench/one/`): every app backend terminated with "
+        "`pg_terminate_backend` (no downtime), then the primary restarted (`pg_ctl stop -m "
+        "fast`, 1 s, start). Failed requests per phase; those sent while the primary was "
+        "down are counted apart.",
+        "",
+        "| configuration | requests | failed after terminate | failed while down | "
+        "failed once the primary answers again |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, result in drills.items():
+        if key == "failover":
+            continue
+        if "error" in result:
+            out.append(f"| {key} | error: {result['error'][:200]} | | | |")
+            continue
+        out.append(
+            f"| {key} | {result['sent']:,} | {result['terminate_failed']} | "
+            f"{result['down_failed']} | {result['after_failed']} |"
+        )
+    return [*out, "", *failover_rows(drills.get("failover"))]
+
+
+def failover_rows(result: dict | None) -> list[str]:
+    """The failover drill: the shipped default on a two-host URL, its standby promoted."""
+    if result is None:
+        return []
+    out = [
+        "Failover: the shipped default with `DATABASE_URL` naming the primary and its standby, "
+        "under a load of writes (8 clients on `/bench/write/`); the primary stopped, the "
+        "standby promoted (`pg_ctl promote`) a second later. No restart of the app. The "
+        "peers cannot take part (dj-database-url refuses a URL naming two hosts).",
+        "",
+        "| requests | failed before the promotion | writes back after the promotion | "
+        "failed after that |",
+        "|---:|---:|---:|---:|",
+    ]
+    if "error" in result:
+        return [*out, f"| error: {result['error'][:200]} | | | |"]
+    return [
+        *out,
+        f"| {result['sent']:,} | {result['failed_before_promotion']} | "
+        f"{result['writes_back_after_s']:.2f} s | {result['failed_after_back']} |",
+    ]

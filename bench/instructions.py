@@ -53,3 +53,24 @@ def measure_instructions(servers: Servers) -> dict:
         per_request[key] = (total - warm) / counted
         log(f"instructions per request, {key}: {per_request[key]:,.0f}")
     return {"counted": counted, "per_request": per_request}
+
+
+def section(instructions: dict) -> list[str]:
+    """The app process's instructions per steady-state request, shipped default against peers."""
+    if not instructions:
+        return ["Not measured."]
+    if "error" in instructions:
+        return [f"Not measured: {instructions['error']}"]
+    counts = instructions["per_request"]
+    ours = counts["persistent"]
+    out = [
+        f"`/bench/one/` served {instructions['counted']} times in one process through the "
+        "production WSGI application under `valgrind --tool=callgrind` (bench/instructions.py): "
+        "the same count on every run, where req/s and CPU time move by several per cent.",
+        "",
+        "| configuration | instructions per request | ÷ shipped default |",
+        "|---|---:|---:|",
+    ]
+    for key, value in counts.items():
+        out.append(f"| `{key}` | {value:,.0f} | {value / ours:.3f} |")
+    return out

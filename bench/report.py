@@ -6,6 +6,8 @@ as markdown (and JSON for full runs).
 import json
 import statistics
 
+from bench import drills as drills_report
+from bench import instructions as instructions_report
 from bench.configurations import BASELINE, CONFIGS, DJANGO_VERSIONS, PEERS, VIEWS, Config
 from bench.mixed_workload import CLIENTS, PAUSE, WRITE_SHARE
 from bench.throughput import Run
@@ -194,77 +196,6 @@ def peer_targets(summary: dict, mark) -> list[str]:
     return lines
 
 
-def instructions_section(instructions: dict) -> list[str]:
-    """The app process's instructions per steady-state request, shipped default against peers."""
-    if not instructions:
-        return ["Not measured."]
-    if "error" in instructions:
-        return [f"Not measured: {instructions['error']}"]
-    counts = instructions["per_request"]
-    ours = counts["persistent"]
-    out = [
-        f"`/bench/one/` served {instructions['counted']} times in one process through the "
-        "production WSGI application under `valgrind --tool=callgrind` (bench/instructions.py): "
-        "the same count on every run, where req/s and CPU time move by several per cent.",
-        "",
-        "| configuration | instructions per request | ÷ shipped default |",
-        "|---|---:|---:|",
-    ]
-    for key, value in counts.items():
-        out.append(f"| `{key}` | {value:,.0f} | {value / ours:.3f} |")
-    return out
-
-
-def drill_section(drills: dict) -> list[str]:
-    """The terminate and restart drills, one row per configuration."""
-    if not drills:
-        return ["Not run."]
-    out = [
-        "Under load (8 clients on `/bench/one/`): every app backend terminated with "
-        "`pg_terminate_backend` (no downtime), then the primary restarted (`pg_ctl stop -m "
-        "fast`, 1 s, start). Failed requests per phase; those sent while the primary was "
-        "down are counted apart.",
-        "",
-        "| configuration | requests | failed after terminate | failed while down | "
-        "failed once the primary answers again |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for key, result in drills.items():
-        if key == "failover":
-            continue
-        if "error" in result:
-            out.append(f"| {key} | error: {result['error'][:200]} | | | |")
-            continue
-        out.append(
-            f"| {key} | {result['sent']:,} | {result['terminate_failed']} | "
-            f"{result['down_failed']} | {result['after_failed']} |"
-        )
-    return [*out, "", *failover_rows(drills.get("failover"))]
-
-
-def failover_rows(result: dict | None) -> list[str]:
-    """The failover drill: the shipped default on a two-host URL, its standby promoted."""
-    if result is None:
-        return []
-    out = [
-        "Failover: the shipped default with `DATABASE_URL` naming the primary and its standby, "
-        "under a load of writes (8 clients on `/bench/write/`); the primary stopped, the "
-        "standby promoted (`pg_ctl promote`) a second later. No restart of the app. The "
-        "peers cannot take part (dj-database-url refuses a URL naming two hosts).",
-        "",
-        "| requests | failed before the promotion | writes back after the promotion | "
-        "failed after that |",
-        "|---:|---:|---:|---:|",
-    ]
-    if "error" in result:
-        return [*out, f"| error: {result['error'][:200]} | | | |"]
-    return [
-        *out,
-        f"| {result['sent']:,} | {result['failed_before_promotion']} | "
-        f"{result['writes_back_after_s']:.2f} s | {result['failed_after_back']} |",
-    ]
-
-
 def mixed_section(mixed: dict) -> list[str]:
     """The mixed workload: replica share of reads and the writers' return, per variant."""
     if not any(mixed.values()):
@@ -368,7 +299,7 @@ def render(args, skipped, configs, runs, summary, micro, machine, wall: float, d
             f"{_fmt(row['rps']['nodb'])} | {conns} | {_fmt(row['sessions_per_1000'], 1)} |"
         )
     out += ["", "## Instructions per request (callgrind)", ""]
-    out += instructions_section(instructions or {})
+    out += instructions_report.section(instructions or {})
     out += ["", "## Router decision cost", ""]
     if micro is None:
         out.append(f"Not measured: {skipped.get('replica', 'replica project not available')}.")
@@ -402,7 +333,7 @@ def render(args, skipped, configs, runs, summary, micro, machine, wall: float, d
             ]
         if micro.get("notes"):
             out += [f"- {note}" for note in micro["notes"]]
-    out += ["", "## Drills beside the benchmark", "", *drill_section(drills or {})]
+    out += ["", "## Drills beside the benchmark", "", *drills_report.section(drills or {})]
     out += ["", "## Mixed workload: position pins against a fixed pin", ""]
     out += mixed_section(mixed or {})
     out += [
