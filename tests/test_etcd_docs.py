@@ -25,7 +25,7 @@ import pytest
 from devtools.bakery import bake
 from devtools.harness import server_user
 from devtools.harness.host import make_workdir
-from devtools.harness.patroni import _child_env, etcd_path
+from devtools.harness.patroni import child_env, etcd_path
 from devtools.harness.ports import pick_port
 
 pytestmark = pytest.mark.xdist_group("etcd-docs")
@@ -86,7 +86,7 @@ class Machine:
     def environment(self):
         """The unit's environment: its Environment= lines, then /etc/default/etcd."""
         env = {
-            **_child_env(),
+            **child_env(),
             "ETCD_NAME": self.name,  # %H
             "ETCD_DATA_DIR": str(self.root / "var" / "lib" / "etcd" / "default"),
             "ETCD_HEARTBEAT_INTERVAL": "200",

@@ -105,7 +105,7 @@ def patronictl_path() -> str:
     return str(Path(patroni_path()).with_name("patronictl"))
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """The server user's environment without variables that would override the files."""
     env = server_user().env()
     return {name: value for name, value in env.items() if not name.startswith(FOREIGN_ENV_PREFIXES)}
@@ -118,7 +118,7 @@ def _spawn(command: list[str], *, cwd: Path, log_path: Path) -> subprocess.Popen
         return subprocess.Popen(
             command,
             cwd=cwd,
-            env=_child_env(),
+            env=child_env(),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -675,7 +675,7 @@ class PatroniCluster:
             result = subprocess.run(
                 command,
                 cwd=member.workdir,
-                env=_child_env(),
+                env=child_env(),
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
