@@ -167,7 +167,8 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """List the artifacts this run wrote, so a reader can open them."""
+    """List the artifacts this run wrote, so a reader can open them, and the lines tests
+    attached as ``summary`` user properties (counts a passing test should still show)."""
     written = sorted(
         path for path in ARTIFACTS.glob("*") if path.is_file() and path.stat().st_mtime >= STARTED
     )
@@ -175,3 +176,15 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("artifacts")
         for path in written:
             terminalreporter.write_line(str(path))
+    summaries = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"  # xdist sends them to the controller too
+        for name, value in getattr(report, "user_properties", ())
+        if name == "summary"
+    ]
+    if summaries:
+        terminalreporter.section("summaries")
+        for line in summaries:
+            terminalreporter.write_line(line)
