@@ -11,7 +11,7 @@ import time
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connections, transaction
 
 from config.replicas.lag import WINDOW, lag
 from tests.replicas.conftest import (
@@ -153,6 +153,15 @@ def test_a_first_connection_to_a_replica_found_promoted_reads_from_the_primary(m
     finally:
         fresh.close()
         connections["replica1"] = in_use
+
+
+@routed
+def test_a_transaction_opened_on_a_replica_keeps_its_statements_there(monkeypatch):
+    monkeypatch.setattr("config.replicas.lag.STATE_SQL", REAL_STATE_SQL)  # found promoted
+    replica = connections["replica1"]
+    with transaction.atomic(using="replica1"), replica.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone() == (replica.connection.info.backend_pid,)
 
 
 # A replica that hangs ------------------------------------------------------------------

@@ -51,7 +51,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return not lag.promoted(self.alias) and super().is_usable()
 
     def read_where_served(self, execute, sql, params, many, context):
-        """Run the statement here if this replica serves the reader, else on the primary."""
+        """Run the statement here if this replica serves the reader, else on the primary.
+
+        A transaction opened on this alias keeps every statement on its connection: one
+        cannot move to another server halfway.
+        """
+        if not self.autocommit:
+            return execute(sql, params, many, context)
         try:
             if self.serves():
                 return execute(sql, params, many, context)
