@@ -5,11 +5,19 @@ is plain Python before cookiecutter renders it with Jinja. Cookiecutter runs the
 inside the generated project. A manifest path missing from the generated tree is a bug in the
 template: the hook prints one ``ERROR:`` line to stderr and exits with status 1 before removing
 anything. Only the standard library is used, and nothing here may look like Jinja markup.
+
+A bake from a git checkout of the template also gets ``.cruft.json``: the template, its commit
+and the answers, as ``cruft create`` writes them, so ``cruft update`` can bring the template's
+later fixes. When cruft itself bakes (``create``, or the two renders of an ``update``), the
+answers carry ``_commit`` and cruft keeps that file: the hook writes none, so an update's
+renders are pruned exactly as a fresh bake is.
 """
 
 import json
+import os
 import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path, PurePosixPath
 
@@ -38,6 +46,16 @@ ANSWERS_JSON = r"""
 """
 
 FIX = "fix MANIFEST in hooks/post_gen_project.py"
+
+CRUFT_FILE = ".cruft.json"
+# cookiecutter's built-in abbreviations, as the git URLs cruft clones.
+ABBREVIATIONS = {
+    "gh": "https://github.com/{}.git",
+    "gl": "https://gitlab.com/{}.git",
+    "bb": "https://bitbucket.org/{}",
+}
+# Context entries that describe this machine's bake, not the answers (cruft records none).
+LOCAL_KEYS = {"_output_dir", "_repo_dir", "_checkout"}
 
 
 def manifest_paths(manifest: dict = MANIFEST) -> list[str]:
@@ -109,6 +127,58 @@ def remove_paths(project_dir: Path | str, paths: list[str]) -> None:
             parent = parent.parent
 
 
+def _git(directory: Path, *args: str) -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(directory), *args], capture_output=True, text=True, check=False
+        )
+    except OSError:  # no git on this machine
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def cruft_state(answers: dict, cwd: str | None = None) -> dict | None:
+    """The ``.cruft.json`` of this bake, as ``cruft create`` writes it; None when cruft bakes
+    (it writes its own) or when the template is not a git checkout. A relative ``_repo_dir``
+    (``cookiecutter .``) is relative to the shell's directory, ``$PWD``."""
+    if "_commit" in answers or not answers.get("_repo_dir"):
+        return None
+    cwd = cwd if cwd is not None else os.environ.get("PWD", ".")
+    repo_dir = Path(cwd, answers["_repo_dir"]).resolve()
+    top = _git(repo_dir, "rev-parse", "--show-toplevel")
+    commit = _git(repo_dir, "rev-parse", "HEAD")
+    if not top or not commit or not (repo_dir / "cookiecutter.json").is_file():
+        return None
+    template = str(answers.get("_template", ""))
+    prefix, _, rest = template.partition(":")
+    if prefix in ABBREVIATIONS:
+        url = ABBREVIATIONS[prefix].format(rest)
+    elif "://" in template or template.startswith("git@"):
+        url = template.removeprefix("git+")
+    else:  # a local clone: updates come from it (README.md says how to point at a URL)
+        url = top
+    directory = repo_dir.relative_to(Path(top).resolve()).as_posix()
+    # In cookiecutter.json's order, as cruft writes them (the rendered answers come sorted).
+    order = json.loads((repo_dir / "cookiecutter.json").read_text(encoding="utf-8"))
+    names = [name for name in [*order, *answers] if name in answers]
+    skipped = LOCAL_KEYS | {"_template", "_commit"}
+    context = {name: answers[name] for name in dict.fromkeys(names) if name not in skipped}
+    context |= {"_template": url, "_commit": commit}
+    return {
+        "template": url,
+        "commit": commit,
+        "checkout": answers.get("_checkout"),
+        "context": {"cookiecutter": context},
+        "directory": None if directory == "." else directory,
+    }
+
+
+def write_cruft_file(project_dir: Path | str, state: dict) -> None:
+    """Write ``state`` as cruft does (2-space indent, non-ASCII kept, a final newline)."""
+    text = json.dumps(state, ensure_ascii=False, indent=2, separators=(",", ": ")) + "\n"
+    (Path(project_dir) / CRUFT_FILE).write_text(text, encoding="utf-8")
+
+
 def next_steps(answers: dict, project_dir: Path | str) -> list[str]:
     """The commands to run next, only those that apply to the chosen options."""
     slug = answers["project_slug"]
@@ -156,6 +226,9 @@ def main() -> int:
         print(errors[0], file=sys.stderr)
         return 1
     remove_paths(project_dir, paths_to_remove(answers))
+    state = cruft_state(answers)
+    if state is not None:
+        write_cruft_file(project_dir, state)
     print(f"\nCreated {answers['project_name']} in {project_dir}\n\nNext steps:")
     for step in next_steps(answers, project_dir):
         print(f"  {step}")

@@ -21,9 +21,10 @@ from pathlib import Path
 ANSWERS_JSON = r"""
 {{ cookiecutter | jsonify }}
 """
-# The same for cookiecutter.json as cookiecutter read it, choice lists included.
+# The same for cookiecutter.json as cookiecutter read it, choice lists included. cruft's bakes
+# (create, and the two renders of an update) give no ``_cookiecutter``: then "{}", as a replay.
 TEMPLATE_JSON = r"""
-{{ _cookiecutter | jsonify }}
+{{ _cookiecutter | default({}) | jsonify }}
 """
 # The oldest Python each Django release supports.
 MIN_PYTHON_FOR_DJANGO = {"5.2": "3.10", "6.1": "3.12"}
