@@ -376,7 +376,8 @@ def test_drill_switchover_loses_no_answered_write_fails_no_read_and_writes_retur
     assert ready == 200
     assert figures["answered_writes_lost"] == 0
     assert figures["reads_failed"] == 0, log
-    assert figures["writes_back_after_s"] < 5
+    # Seconds, not the ttl a failover waits for: 2.9 s on a quiet machine, 6 s under load.
+    assert figures["writes_back_after_s"] < dcs_setting(cluster, "ttl") / 2
     assert figures["failed_after_writes_back"] == 0, log
 
 
