@@ -31,6 +31,8 @@ from pathlib import Path
 from devtools.bakery import stop_group
 
 STEP = re.compile(r"^<!-- step: ([\w-]+) -->\n```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
+# A fenced code block, at any indentation (inside a list item too).
+FENCE = re.compile(r"^(?P<indent> *)```\w*\n(?P<body>.*?)^(?P=indent)```", re.MULTILINE | re.DOTALL)
 PLACEHOLDERS = ("USER", "PASSWORD", "5432", "8000")
 SERVERS = re.compile(r"\b(runserver|gunicorn)\b")
 
@@ -41,6 +43,17 @@ PROMPTS = (
     ("Password:", SUPERUSER["password"]),
     ("Password (again):", SUPERUSER["password"]),
 )
+
+
+def code_block(text, marker):
+    """The one code block of ``text`` (markdown) containing ``marker``, its indentation removed."""
+    blocks = [
+        re.sub(rf"^{match['indent']}", "", match["body"], flags=re.MULTILINE)
+        for match in FENCE.finditer(text)
+        if marker in match["body"]
+    ]
+    assert len(blocks) == 1, f"{len(blocks)} code blocks contain {marker!r}"
+    return blocks[0]
 
 
 def steps(readme):

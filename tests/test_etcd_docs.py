@@ -27,23 +27,12 @@ from devtools.harness import server_user
 from devtools.harness.host import make_workdir
 from devtools.harness.patroni import child_env, etcd_path
 from devtools.harness.ports import pick_port
+from devtools.readme import code_block
 
 pytestmark = pytest.mark.xdist_group("etcd-docs")
 
-FENCE = re.compile(r"^(?P<indent> *)```\w*\n(?P<body>.*?)^(?P=indent)```", re.MULTILINE | re.DOTALL)
 MACHINES = ("db1", "db2", "db3")
 FORMS_WITHIN = 60.0  # seconds for three members to elect a leader
-
-
-def block(text, marker):
-    """The one code block of ``text`` containing ``marker``, its indentation removed."""
-    blocks = [
-        re.sub(rf"^{match['indent']}", "", match["body"], flags=re.MULTILINE)
-        for match in FENCE.finditer(text)
-        if marker in match["body"]
-    ]
-    assert len(blocks) == 1, f"{len(blocks)} code blocks contain {marker!r}"
-    return blocks[0]
 
 
 def commands(text):
@@ -187,7 +176,7 @@ def machines(doc):
     try:
         for machine in machines:
             machine.install_package()
-        settings = block(doc, "ETCD_INITIAL_CLUSTER=")
+        settings = code_block(doc, "ETCD_INITIAL_CLUSTER=")
         for machine in machines:
             (machine.root / "etc" / "default" / "etcd").write_text(machine.here(settings))
         yield machines
@@ -214,9 +203,9 @@ def test_restarting_over_the_packages_store_leaves_three_clusters_of_one(machine
 
 def test_the_documented_steps_form_one_cluster_of_three(doc, machines):
     for machine in machines:
-        for command in commands(block(doc, "rm -rf /var/lib/etcd/default")):
+        for command in commands(code_block(doc, "rm -rf /var/lib/etcd/default")):
             machine.run(command)
-    start, check = commands(block(doc, "member list"))
+    start, check = commands(code_block(doc, "member list"))
     for machine in machines:
         machine.run(start)
     wait_for(lambda: all(len(m) == 3 for m in listed(machines).values()), "three members")

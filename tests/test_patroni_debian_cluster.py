@@ -11,7 +11,6 @@ started at boot. The doc's block runs as written but for the cluster's name (``m
 machine's own, never touched); the cluster is dropped afterwards.
 """
 
-import re
 import shlex
 import subprocess
 
@@ -19,22 +18,11 @@ import pytest
 
 from devtools.bakery import bake
 from devtools.debian import Cluster, Shell, available, here, version
+from devtools.readme import code_block
 
 pytestmark = pytest.mark.skipif(bool(available()), reason=available() or "")
 
 GENERATOR = "/lib/systemd/system-generators/postgresql-generator"
-FENCE = re.compile(r"^(?P<indent> *)```\w*\n(?P<body>.*?)^(?P=indent)```", re.MULTILINE | re.DOTALL)
-
-
-def block(text, marker):
-    """The one code block of ``text`` containing ``marker``, its indentation removed."""
-    blocks = [
-        re.sub(rf"^{match['indent']}", "", match["body"], flags=re.MULTILINE)
-        for match in FENCE.finditer(text)
-        if marker in match["body"]
-    ]
-    assert len(blocks) == 1, f"{len(blocks)} code blocks contain {marker!r}"
-    return blocks[0]
 
 
 def started_at_boot(cluster, tmp_path, boot):
@@ -61,7 +49,7 @@ def test_debians_cluster_handed_to_patroni_is_not_started_at_boot(tmp_path, clus
     doc = (project / "docs" / "high-availability.md").read_text()
     v = version()
     text = here(
-        block(doc, "start.conf"),
+        code_block(doc, "start.conf"),
         {f"{v}-main": f"{v}-{cluster.name}", f"{v}/main/": f"{v}/{cluster.name}/"},
     )
     shell = Shell(cluster.port)

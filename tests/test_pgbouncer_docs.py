@@ -24,7 +24,7 @@ from devtools.harness.host import make_workdir
 from devtools.harness.pgbouncer import local_ini, relocated
 from devtools.harness.postgres import connection_url
 from devtools.projects import Project
-from devtools.readme import fill_in, steps
+from devtools.readme import code_block, fill_in, steps
 
 # One worker runs the whole module: its module-scoped project and servers are set up once.
 pytestmark = pytest.mark.xdist_group("pgbouncer-integration")
@@ -56,7 +56,6 @@ def assert_passed(suite):
 
 
 PASSWORD = secrets.token_hex(16)  # needs no quoting in a URL or an SQL literal
-FENCE = re.compile(r"^(?P<indent> *)```\w*\n(?P<body>.*?)^(?P=indent)```", re.MULTILINE | re.DOTALL)
 
 
 def docs_text(project):
@@ -75,12 +74,7 @@ class Docs:
 
     def block(self, marker):
         """The one code block containing ``marker``, as this machine runs it."""
-        blocks = [
-            re.sub(rf"^{match['indent']}", "", match["body"], flags=re.MULTILINE)
-            for match in FENCE.finditer(self.text)
-            if marker in match["body"]
-        ]
-        assert len(blocks) == 1, f"{len(blocks)} code blocks contain {marker!r}"
+        text = code_block(self.text, marker)
         here = {
             "db.internal:5432": f"{self.primary.host}:{self.primary.port}",
             ":PASSWORD@": f":{PASSWORD}@",
@@ -92,7 +86,7 @@ class Docs:
                 "/etc/pgbouncer/": f"{self.bouncer.workdir}/",  # as ShippedPgBouncer places files
                 "chown postgres:": f"chown {server_user().name}:",  # the account PgBouncer runs as
             }
-        return re.sub("|".join(map(re.escape, here)), lambda match: here[match[0]], blocks[0])
+        return re.sub("|".join(map(re.escape, here)), lambda match: here[match[0]], text)
 
     def sh(self, *markers):
         """Run the blocks containing ``markers`` in one shell, in the project directory."""

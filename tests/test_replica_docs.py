@@ -8,32 +8,20 @@ machine's own and never touched; each run names its clusters uniquely), their po
 password (``devtools/debian.py``). Both clusters are dropped afterwards.
 """
 
-import re
 import secrets
 
 import pytest
 
 from devtools.bakery import bake
 from devtools.debian import Cluster, Shell, available, here, version
+from devtools.readme import code_block
 
 pytestmark = [
     pytest.mark.xdist_group("replica-integration"),
     pytest.mark.skipif(bool(available()), reason=available() or ""),
 ]
 
-FENCE = re.compile(r"^(?P<indent> *)```\w*\n(?P<body>.*?)^(?P=indent)```", re.MULTILINE | re.DOTALL)
 PASSWORD = secrets.token_hex(16)  # needs no quoting in SQL or a shell word
-
-
-def block(text, marker):
-    """The one code block of ``text`` containing ``marker``, its indentation removed."""
-    blocks = [
-        re.sub(rf"^{match['indent']}", "", match["body"], flags=re.MULTILINE)
-        for match in FENCE.finditer(text)
-        if marker in match["body"]
-    ]
-    assert len(blocks) == 1, f"{len(blocks)} code blocks contain {marker!r}"
-    return blocks[0]
 
 
 def commands(text):
@@ -83,14 +71,14 @@ def as_here(text, primary, replica):
 def test_the_documented_setup_makes_a_streaming_replica_of_a_packaged_primary(doc, clusters):
     primary, replica, shell = clusters
     assert not (primary.data_dir / "postgresql.conf").exists()  # Debian's: it is in /etc
-    role = as_here(block(doc, "CREATE ROLE"), primary, replica)
+    role = as_here(code_block(doc, "CREATE ROLE"), primary, replica)
     shell.run(f"sudo -u postgres psql -X -v ON_ERROR_STOP=1 <<'SQL'\n{role}\nSQL")
-    for command in commands(as_here(block(doc, "pg_hba.conf"), primary, replica)):
+    for command in commands(as_here(code_block(doc, "pg_hba.conf"), primary, replica)):
         shell.run(command)
     primary.sql("CREATE TABLE written_before (n int)")
-    for command in commands(as_here(block(doc, "pg_basebackup"), primary, replica)):
+    for command in commands(as_here(code_block(doc, "pg_basebackup"), primary, replica)):
         shell.run(command, timeout=120)
-    started = as_here(block(doc, "pg_ctlcluster"), primary, replica)
+    started = as_here(code_block(doc, "pg_ctlcluster"), primary, replica)
     *start, check = commands(started)
     for command in start:
         shell.run(command)
