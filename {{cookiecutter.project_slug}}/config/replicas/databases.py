@@ -43,9 +43,7 @@ def mirrored(databases):
     """Return ``databases`` with one replica that reads the test database itself, through a
     connection of its own (Django's ``TEST["MIRROR"]``), for the test settings: no
     replication lag, while the router and the replicas' backend still run."""
-    primaries = {
-        alias: db for alias, db in databases.items() if not alias.startswith(REPLICA_PREFIX)
-    }
+    primaries = {name: db for name, db in databases.items() if not name.startswith(REPLICA_PREFIX)}
     mirror = databases[DEFAULT] | REPLICA | {"TEST": {"MIRROR": DEFAULT}}
     return primaries | {f"{REPLICA_PREFIX}1": mirror}
 

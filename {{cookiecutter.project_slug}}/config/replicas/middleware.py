@@ -71,7 +71,7 @@ class ReadYourWritesMiddleware:
         # The signature's own timestamp bounds the pin: a client cannot extend it.
         value = request.get_signed_cookie(PIN_COOKIE, None, salt=PIN_SALT, max_age=seconds)
         if value == UNKNOWN:
-            return wal.BEYOND  # no replica has replayed it: the primary serves until expiry
+            return math.inf  # past any replica: the primary serves until the pin expires
         try:
             position = wal.parse(value)
         except ValueError:

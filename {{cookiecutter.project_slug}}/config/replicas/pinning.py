@@ -74,10 +74,9 @@ def note_writes(execute, sql, params, many, context):
     looks like a read, so call :func:`mark_written` after one.
     """
     result = execute(sql, params, many, context)
-    if _primary.get() != CHANGED:
-        status = context["cursor"].cursor.statusmessage or ""
-        if status.partition(" ")[0] not in READ_TAGS:
-            _primary.set(CHANGED)
+    status = context["cursor"].cursor.statusmessage or ""
+    if status.partition(" ")[0] not in READ_TAGS:
+        mark_written()
     return result
 
 

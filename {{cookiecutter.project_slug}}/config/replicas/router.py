@@ -82,20 +82,15 @@ class PrimaryReplicaRouter:
 
     def allow_relation(self, obj1, obj2, **hints):
         """Allow relations between rows of the primary and its replicas: they hold the same data."""
-        if obj1._state.db in self.known and obj2._state.db in self.known:
-            return True
-        return None
+        return True if {obj1._state.db, obj2._state.db} <= self.known else None
 
     def allow_migrate(self, db, app_label, model_name=None, **hints):
         """Migrate the primaries only: replicas receive the schema through replication."""
-        if db not in self.known:
-            return None  # not ours to decide
-        return db in self.primaries
+        return db in self.primaries if db in self.known else None  # None: not ours to decide
 
     def owns(self, hints):
         """Return False for a query about an instance loaded from a database not ours."""
-        instance = hints.get("instance")
-        return instance is None or instance._state.db in self.owned
+        return (instance := hints.get("instance")) is None or instance._state.db in self.owned
 
     def primary_in_transaction(self):
         """Return the primary alias inside ``atomic()``, or None.

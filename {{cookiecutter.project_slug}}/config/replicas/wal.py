@@ -7,10 +7,6 @@ A position is an integer, the byte offset in the WAL; PostgreSQL writes it as ``
 # since with synchronous_commit off a commit returns before its WAL is written.
 POSITION_SQL = "SELECT pg_current_wal_insert_lsn()::text"
 
-# A position past any a replica can have replayed: a reader that must see it reads from the
-# primary.
-BEYOND = float("inf")
-
 # pg_current_wal_insert_lsn() reports a write that ended a WAL page as the start of the
 # next page's first record, past the page header; a replica's replay position stops
 # before that header. A record cannot end just after a header, so these are page starts.
