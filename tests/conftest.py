@@ -157,6 +157,22 @@ def bake_cli(_restore_cookiecutter_logging, output_dir, user_config, capfd):
     return bake
 
 
+# ./run-tests --quick runs the tests marked quick (-m quick): the hooks' and update modules mark
+# themselves; of tests/test_bake.py, every check of every combination, and of the bakes' own
+# suites only the default bake's and the full bake's (both options).
+QUICK_SUITES = {
+    f"test_project_suite_passes_against_postgresql[django_version_5.2-{options}-ci_github]"
+    for options in ("no_pgbouncer-no_read_replica", "pgbouncer-read_replica")
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        suite = getattr(item, "originalname", "") == "test_project_suite_passes_against_postgresql"
+        if item.path.name == "test_bake.py" and (not suite or item.name in QUICK_SUITES):
+            item.add_marker(pytest.mark.quick)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """In CI a skipped test fails the run: every test must really run there."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -22,6 +22,8 @@ from devtools.bakery import (
 
 PROJECT_TEMPLATE = "{{cookiecutter.project_slug}}"
 
+pytestmark = pytest.mark.quick  # ./run-tests --quick
+
 post_gen = load_hook("post_gen_project")
 
 

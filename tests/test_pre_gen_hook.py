@@ -23,6 +23,8 @@ from devtools.bakery import (
     template_context,
 )
 
+pytestmark = pytest.mark.quick  # ./run-tests --quick
+
 pre_gen = load_hook("pre_gen_project")
 
 
