@@ -56,11 +56,12 @@ def mark_written():
         _primary.set(CHANGED)
 
 
-# The first word of the command tags of statements that change no data: reads, and transaction
-# and session control (Django's savepoints among them). Anything else on a primary is a write.
+# The first word of the command tags of statements that change no data: reads, Django's
+# savepoints, and session control. Anything else on a primary is a write, BEGIN and COMMIT
+# included: a script of several statements shows its first one's tag, and may be a transaction.
 READ_TAGS = frozenset(
-    "SELECT SHOW EXPLAIN BEGIN START SAVEPOINT RELEASE ROLLBACK COMMIT SET RESET LOCK "  # noqa: SIM905
-    "DECLARE FETCH MOVE CLOSE LISTEN UNLISTEN".split()
+    "SELECT SHOW EXPLAIN SAVEPOINT RELEASE ROLLBACK SET RESET LOCK DECLARE FETCH MOVE CLOSE "  # noqa: SIM905
+    "LISTEN UNLISTEN".split()
 )
 
 

@@ -11,7 +11,7 @@ from django.db import connection, connections, router, transaction
 from django.test.utils import CaptureQueriesContext
 
 from config.replicas import use_primary
-from config.replicas.pinning import pinned
+from config.replicas.pinning import pinned, wrote
 from config.replicas.router import PrimaryReplicaRouter
 from tests.replicas.conftest import forget_writes, read_alias, routed, uses_views
 from users.models import User
@@ -113,6 +113,14 @@ def test_a_raw_write_on_the_primary_pins_the_context(user):
     with connection.cursor() as cursor:
         cursor.execute("UPDATE django_admin_log SET object_repr = 'raw'")
     assert read_alias() == "default"
+
+
+@routed
+def test_a_raw_script_of_writes_ending_in_commit_asks_for_a_pin(user):
+    forget_writes()
+    with connection.cursor() as cursor:
+        cursor.execute("BEGIN; UPDATE django_admin_log SET object_repr = 'raw'; COMMIT")
+    assert wrote()
 
 
 @routed
