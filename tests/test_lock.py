@@ -28,7 +28,7 @@ from devtools.bakery import (
     run,
     uv_env,
 )
-from devtools.readme import steps
+from devtools.readme import code_block, steps
 
 PAIRS = locks.pairs()
 SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
@@ -223,3 +223,17 @@ def test_the_bake_installs_the_uv_the_template_locks_with(tmp_path):
 
     assert all(pins.values()), pins
     assert {version for found in pins.values() for version in found} == {template_uv}
+
+
+def test_the_documented_pip_install_gives_a_project_that_runs_without_uv(tmp_path):
+    """docs/dependencies.md's block for machines without uv: export with hashes, pip alone."""
+    python = python_or_skip(PAIRS[0][1])
+    project = bake_pair(PAIRS[0], tmp_path / "out")
+    block = code_block((project / "docs" / "dependencies.md").read_text(), "--require-hashes")
+    venv = tmp_path / "venv"
+    run([python, "-m", "venv", venv])
+    path = os.pathsep.join([str(venv / "bin"), str(UV.parent), os.environ["PATH"]])
+    env = uv_env(PATH=path, UV_PYTHON=str(python))  # never a pyenv shim
+    run(["bash", "-c", f"set -euo pipefail\n{block}"], cwd=project, env=env)
+    check = run([venv / "bin" / "python", "manage.py", "check"], cwd=project, env=project_env())
+    assert "no issues" in check.stdout
