@@ -231,9 +231,10 @@ def test_the_replica_docs_show_reads_on_the_replica_and_writes_pinning_the_prima
     code = re.search(r"<!-- step: see-it-work -->\n```python\n(.*?)^```", doc, re.M | re.S)[1]
     python = project[1]
     printed = run([python, "manage.py", "shell", "-c", code], cwd=user.project, env=user.env).stdout
+    primary = servers.get("pgbouncer", pg_primary)  # where default connects
     assert "replica1 is a standby: True" in printed
-    assert "a read goes to replica1" in printed
-    assert "after a write, a read goes to default" in printed
+    assert f"a read goes to replica1, answered on port {servers['replica'].port}" in printed
+    assert f"after a write, a read goes to default, answered on port {primary.port}" in printed
 
 
 @pytest.mark.usefixtures("fresh_databases")
