@@ -159,17 +159,32 @@ def bake_cli(_restore_cookiecutter_logging, output_dir, user_config, capfd):
 
 # ./run-tests --quick runs the tests marked quick (-m quick): the hooks' and update modules mark
 # themselves; of tests/test_bake.py, every check of every combination, and of the bakes' own
-# suites only the default bake's and the full bake's (both options).
-QUICK_SUITES = {
-    f"test_project_suite_passes_against_postgresql[django_version_5.2-{options}-ci_github]"
-    for options in ("no_pgbouncer-no_read_replica", "pgbouncer-read_replica")
+# suites only the default bake's and the full bake's (both options); of the docs, the blocks that
+# take seconds: the prompts, ./generate, and the README's local and production steps on the
+# default bake (the other bakes' blocks, and the runbooks' drills, stay in the full suite).
+DEFAULT, FULL = (
+    "django_version_5.2-no_pgbouncer-no_read_replica",
+    "django_version_5.2-pgbouncer-read_replica",
+)
+QUICK_TESTS = {
+    *(
+        f"test_project_suite_passes_against_postgresql[{bake}-ci_github]"
+        for bake in (DEFAULT, FULL)
+    ),
+    f"test_local_steps_with_a_database_url_in_dotenv[{DEFAULT}]",
+    f"test_production_steps_on_your_machine[{DEFAULT}]",
 }
+QUICK_MODULES = {"test_questions.py", "test_generate_script.py", "test_ha_doc_options.py"}
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         suite = getattr(item, "originalname", "") == "test_project_suite_passes_against_postgresql"
-        if item.path.name == "test_bake.py" and (not suite or item.name in QUICK_SUITES):
+        if (
+            item.path.name in QUICK_MODULES
+            or item.name in QUICK_TESTS
+            or (item.path.name == "test_bake.py" and not suite)
+        ):
             item.add_marker(pytest.mark.quick)
 
 
