@@ -1,26 +1,30 @@
-"""docs/backups.md's restore drill on this machine: the doc's marked blocks, run as written.
+"""docs/backups.md's restore drill on this machine: the doc's marked blocks, run as written on
+Debian's own clusters (``devtools/debian.py``).
 
 A block is marked as the README's are (``<!-- step: NAME -->`` on the line before a ```bash
 fence, read by :func:`devtools.readme.steps`). :meth:`Machine.run` runs one command at a
 time as root, in the baked project's directory (the doc runs them in a checkout on the
-database server), and takes only these liberties with the text:
+database server), through :class:`devtools.debian.Shell`, and takes only these liberties with
+the text:
 
-- this machine's paths and ports for the documented ones: a cluster's data directory
-  (``/var/lib/postgresql/V/NAME``), its ``/etc/postgresql/V/NAME/``, its log
-  (``/var/log/postgresql/postgresql-V-NAME.log``) and ``--port``, and
-  ``--config-path`` for pgBackRest's ``/etc/pgbackrest``; plus the values a reader fills in
-  (the target time, a table's name), which the caller passes;
-- the server's defaults are the environment's: ``PGHOST`` is a directory holding every
-  cluster's socket (Debian's /var/run/postgresql) and ``PGPORT`` is ``main``'s (5432);
-  ``sudo -u postgres`` is a stand-in on ``PATH`` that switches to the servers' account;
-- Debian's wrappers that create, start, stop and drop clusters (``pg_createcluster``,
-  ``pg_ctlcluster``, ``pg_dropcluster``, ``systemctl ... postgresql@V-NAME``) are done by the
-  harness, on the cluster they name; any other form of them fails the run.
+- the clusters' names: the doc's ``main`` and ``pitr`` are clusters named for this run
+  (``main`` is the machine's own and never touched), so ``15 main``, ``15/main`` and
+  ``15-main`` (in ``pg_ctlcluster 15 main``, /etc/postgresql/15/main/, ``postgresql@15-main``,
+  postgresql-15-main.log) become this run's name; and ``--port 5433``, the copy's, is
+  ``pitr``'s port;
+- ``--config-path`` for pgBackRest's /etc/pgbackrest (test runs must not share one), which
+  the server's ``archive_command`` gets as ``PGBACKREST_CONFIG_PATH`` from the cluster's
+  Debian ``environment`` file; plus the values a reader fills in (the target time, a table's
+  name), which the caller passes.
 
-A :class:`Cluster` is a harness server plus a directory standing for its
-``/etc/postgresql/V/NAME``, whose ``conf.d/`` it reads at every start. Debian keeps that
-configuration outside the data directory, so a restore leaves it alone: the drill can show
-that ``archiving.conf`` installed after a restore takes effect only then.
+Everything else is real: ``pg_createcluster``, ``pg_ctlcluster`` and ``pg_dropcluster`` run as
+written, ``install ... /etc/postgresql/15/main/conf.d/`` writes into the cluster's own
+conf.d, which a restore leaves alone (Debian keeps the configuration outside the data
+directory), so the drill shows that ``archiving.conf`` installed after a restore takes effect
+only then. ``sudo -u postgres`` switches user and ``systemctl start|stop|restart
+postgresql@15-NAME`` runs ``pg_ctlcluster 15 NAME start|stop|restart``, as stand-ins on
+``PATH`` (no sudo, no systemd in a container); ``PGPORT`` is ``main``'s port, as 5432 is on a
+server.
 """
 
 import configparser
@@ -36,25 +40,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from devtools.bakery import bake
-from devtools.harness import APP_USER, SUPERUSER, Primary, pg_bindir, server_user
+from devtools.debian import SOCKETS, Cluster, Shell, here, version
+from devtools.harness import SUPERUSER, server_user
 from devtools.harness.host import make_workdir, run, write_file
 from devtools.readme import steps
 
 TABLE = "drill"  # the drill's table, in the project's database (named after its slug)
-# The stand-in for ``sudo -u USER COMMAND...``: COMMAND as USER, with USER's home and the
-# drill's environment (its stand-ins for the server's defaults).
-SUDO = """#!/bin/sh
-[ "$1" = -u ] && [ $# -ge 3 ] || { echo "the drill's sudo knows only -u USER COMMAND" >&2; exit 2; }
-user=$2; shift 2
-HOME=$(getent passwd "$user" | cut -d: -f6); export HOME
-[ "$(id -u)" = "$(id -u "$user")" ] && exec "$@"
-exec setpriv --reuid="$(id -u "$user")" --regid="$(id -g "$user")" --init-groups -- "$@"
-"""
-
-
-def version() -> str:
-    """The harness's PostgreSQL major version, which the drill's project is baked for."""
-    return pg_bindir().parent.name
+PITR_PORT = 5433  # the doc's port for its copy, cluster ``pitr``
 
 
 def commands(block: str) -> list[str]:
@@ -62,14 +54,6 @@ def commands(block: str) -> list[str]:
     joined = re.sub(r"\\\n\s*", " ", block)
     lines = (line.strip() for line in joined.splitlines())
     return [line for line in lines if line and not line.startswith("#")]
-
-
-def settings(text: str) -> dict[str, str]:
-    """The settings of a postgresql.conf-style file, quotes removed."""
-    return {
-        name: value[1:-1].replace("''", "'") if value.startswith("'") else value
-        for name, value in re.findall(r"^(\w+)\s*=\s*('(?:[^']|'')*'|[^\s#]+)", text, re.M)
-    }
 
 
 class PgBackRest:
@@ -97,9 +81,9 @@ class PgBackRest:
         """``pgbackrest`` reading this configuration."""
         return f"pgbackrest --config-path={self.path}"
 
-    def configure(self, server: Primary) -> None:
-        """Write the shipped pgbackrest.conf with this machine's paths and ``server``'s port:
-        nothing else changes."""
+    def configure(self, cluster: Cluster) -> None:
+        """Write the shipped pgbackrest.conf with ``cluster`` for the doc's ``main`` and the
+        test's own repository, log and lock paths: nothing else changes."""
         config = configparser.ConfigParser(interpolation=None)
         config.optionxform = str  # option names are case-sensitive
         config.read_string((self.deploy / "pgbackrest.conf").read_text())
@@ -109,9 +93,9 @@ class PgBackRest:
         config["global"]["lock-path"] = str(self.path)  # the default is shared by test workers
         config[self.stanza].update(
             {
-                "pg1-path": str(server.data_dir),
-                "pg1-port": str(server.port),
-                "pg1-socket-path": str(server.socket_dir),
+                "pg1-path": str(cluster.data_dir),
+                "pg1-port": str(cluster.port),
+                "pg1-socket-path": SOCKETS,
             }
         )
         with (self.path / "pgbackrest.conf").open("w") as conf:
@@ -135,19 +119,19 @@ class PgBackRest:
         command = [program, f"--config-path={self.path}", "--start-fast", *args]
         return run(command, cwd=self.path, timeout=300)
 
-    def condition(self, server: Primary | None) -> int:
+    def condition(self, cluster: Cluster | None) -> int:
         """The exit status of the backup unit's ``ExecCondition``, run as systemd runs it (as
-        the unit's user, psql reaching the local server: ``server``'s socket and port, or a
-        server that is down when None); 0 runs the backup, 1 to 254 skips it, 255 fails it."""
+        the unit's user, psql reaching the local server: ``cluster``'s port, or a server that
+        is down when None); 0 runs the backup, 1 to 254 skips it, 255 fails it."""
         service = (self.deploy / "pgbackrest-backup@.service").read_text()
         (command,) = re.findall(r"^ExecCondition=(.*)$", service, re.M)
         command = command.replace("$$", "$")  # systemd's escape for a literal $
         env = {name: value for name, value in os.environ.items() if not name.startswith("PG")}
         env.update(PGUSER=SUPERUSER, PGDATABASE="postgres", PGCONNECT_TIMEOUT="5")
-        if server is None:
+        if cluster is None:
             env.update(PGHOST=str(self.path), PGPORT="1")  # no socket there
         else:
-            env.update(PGHOST=str(server.socket_dir), PGPORT=str(server.port))
+            env.update(PGHOST=SOCKETS, PGPORT=str(cluster.port))
         result = subprocess.run(
             shlex.split(command),
             env=env,
@@ -175,65 +159,28 @@ class PgBackRest:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-class Cluster:
-    """One of Debian's clusters: a harness server, and ``etc`` standing for its
-    /etc/postgresql/V/NAME, whose ``conf.d/*.conf`` the server reads at every start."""
-
-    def __init__(self, machine: "Machine", conf_d: tuple[Path, ...] = ()) -> None:
-        self.machine = machine
-        self.etc = make_workdir("etc")
-        (self.etc / "conf.d").mkdir()
-        server_user().chown(self.etc / "conf.d")
-        for path in conf_d:
-            shutil.copy(path, self.etc / "conf.d")
-        self.server = Primary(settings=self.settings())
-        self.log = ""  # the server's log, kept when it is closed
-        sockets = machine.site.sockets
-        name = f".s.PGSQL.{self.server.port}"
-        (sockets / name).symlink_to(self.server.socket_dir / name)
-
-    def settings(self) -> dict[str, str]:
-        """What ``conf.d/*.conf`` set, in Debian's order, pgBackRest reading the machine's
-        configuration (/etc/pgbackrest on the server)."""
-        found = {}
-        for path in sorted((self.etc / "conf.d").glob("*.conf")):
-            found.update(settings(path.read_text()))
-        executable = self.machine.backrest.executable
-        return {
-            name: re.sub(r"^pgbackrest ", f"{executable} ", value) for name, value in found.items()
-        }
-
-    def start(self) -> None:
-        # Debian reads the configuration in /etc at every start, whatever a restore put in the
-        # data directory. The harness keeps its own (harness.conf: this server's port, socket
-        # and settings) in the data directory, where a restore replaces it: write it again.
-        self.server.settings = self.settings()
-        self.server._configure()
-        self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def close(self) -> None:
-        self.log = self.server.log_text()
-        self.server.close()
-        shutil.rmtree(self.etc, ignore_errors=True)
-
-
 class Machine:
-    """One database server of the doc: its clusters by name (``main``, created as Debian's
-    package leaves it, and any the doc creates) and pgBackRest set up for ``main``."""
+    """One database server of the doc: the clusters it names, ``main`` (made as Debian's
+    package leaves it) and ``pitr`` (only named: the doc's ``pg_createcluster`` makes it), a
+    shell for the doc's commands, and pgBackRest set up for ``main``."""
 
     def __init__(self, site: "Site", *, archiving: bool) -> None:
         self.site = site
         self.backrest = PgBackRest(site.project, site.repository, site.passphrase)
-        # Set it up: install -m 644 deploy/backup/archiving.conf /etc/postgresql/V/main/conf.d/
-        shipped = (self.backrest.deploy / "archiving.conf",) if archiving else ()
-        self.clusters = {"main": Cluster(self, shipped)}
-        self.ports: dict[str, Cluster] = {}  # the doc's --port, for the clusters it created
-        self.closed: list[Cluster] = []
-        self.backrest.configure(self.main.server)
-        self.transcript: list[str] = []
+        self.clusters = {
+            "main": Cluster("main", start=False),
+            "pitr": Cluster("pitr", create=False),
+        }
+        self.shell = Shell(self.main.port, cwd=site.project)
+        site.machines.append(self)  # closed with the site, whatever fails below
+        # The server's archive_command finds pgBackRest's configuration here, not in /etc.
+        with (self.main.etc / "environment").open("a") as environment:
+            environment.write(f"PGBACKREST_CONFIG_PATH = '{self.backrest.path}'\n")
+        if archiving:  # as "Set it up" does
+            conf_d = f"/etc/postgresql/{version()}/main/conf.d/"
+            self.shell.run(self.here(f"install -m 644 deploy/backup/archiving.conf {conf_d}", {}))
+        self.main.ctl("start")
+        self.backrest.configure(self.main)
 
     @property
     def main(self) -> Cluster:
@@ -245,109 +192,45 @@ class Machine:
         timings = {}
         for command in commands(self.site.doc[step]):
             started = time.monotonic()
-            self.transcript.append(f"[{step}] $ {command}")
-            if not self._debian(command):
-                self._bash(self._here(command, values or {}))
+            self.shell.transcript.append(f"[{step}]")
+            self.shell.run(self.here(command, values or {}))
             timings[command] = time.monotonic() - started
         return timings
 
+    def here(self, command: str, values: Mapping[str, object]) -> str:
+        """``command`` with this run's cluster names, ``pitr``'s port, pgBackRest's
+        configuration and ``values``, for the doc's."""
+        v = version()
+        subs = {written: str(value) for written, value in values.items()}
+        subs["pgbackrest --stanza"] = f"{self.backrest.executable} --stanza"
+        subs[f"--port {PITR_PORT}"] = f"--port {self.clusters['pitr'].port}"
+        for role, cluster in self.clusters.items():
+            subs.update({f"{v}{sep}{role}": f"{v}{sep}{cluster.name}" for sep in " /-"})
+        return here(command, subs)
+
     def logs(self) -> str:
         """What PostgreSQL and pgBackRest logged on this machine so far."""
-        clusters = [*self.clusters.values(), *self.closed]
-        return "".join(
-            [self.backrest.log_text(), *(c.log or c.server.log_text() for c in clusters)]
-        )
+        clusters = self.clusters.values()
+        return self.backrest.log_text() + "".join(c.dropped_logs + c.log_text() for c in clusters)
 
     def drop(self, name: str) -> None:
         """``pg_dropcluster V NAME --stop``: the cluster stops, its data gone."""
-        self._drop(name)
+        self.clusters[name].drop()
 
     def lose(self) -> None:
         """Lose the server: every cluster stops at once, its data gone."""
-        for name in list(self.clusters):
-            self._drop(name)
+        for cluster in self.clusters.values():
+            cluster.drop()
 
     def close(self) -> None:
         self.lose()
+        self.shell.close()
         self.backrest.close()
-
-    def _debian(self, command: str) -> bool:
-        """Do ``command`` with the harness if it is one of Debian's cluster wrappers."""
-        words = shlex.split(command, comments=True)
-        line, v = " ".join(words), re.escape(version())
-        if match := re.fullmatch(rf"systemctl (start|stop|restart) postgresql@{v}-(\w+)", line):
-            action, name = match.groups()
-        elif match := re.fullmatch(rf"pg_ctlcluster {v} (\w+) (start|stop|restart)", line):
-            name, action = match.groups()
-        elif match := re.fullmatch(rf"pg_createcluster --port (\d+) {v} (\w+)", line):
-            port, name = match.groups()
-            # An empty cluster, not started: the harness makes and starts one, then stops it.
-            self.clusters[name] = self.ports[port] = Cluster(self)
-            self.clusters[name].stop()
-            return True
-        elif match := re.fullmatch(rf"pg_dropcluster {v} (\w+) --stop", line):
-            self._drop(match[1])
-            return True
-        elif words[0] in ("systemctl", "pg_ctlcluster", "pg_createcluster", "pg_dropcluster"):
-            raise AssertionError(f"the drill has no stand-in for `{command}`")
-        else:
-            return False
-        cluster = self.clusters[name]
-        if action != "start":
-            cluster.stop()
-        if action != "stop":
-            cluster.start()
-        return True
-
-    def _drop(self, name: str) -> None:
-        cluster = self.clusters.pop(name)
-        cluster.close()
-        self.closed.append(cluster)
-
-    def _here(self, command: str, values: Mapping[str, object]) -> str:
-        """``command`` with this machine's paths and ports, and ``values``, for the doc's."""
-        here = {written: str(value) for written, value in values.items()}
-        here["pgbackrest --stanza"] = f"{self.backrest.executable} --stanza"
-        here["sudo -u postgres "] = f"sudo -u {server_user().name} "
-        for name, cluster in self.clusters.items():
-            here[f"/var/lib/postgresql/{version()}/{name}"] = str(cluster.server.data_dir)
-            here[f"/etc/postgresql/{version()}/{name}/"] = f"{cluster.etc}/"
-            here[f"/var/log/postgresql/postgresql-{version()}-{name}.log"] = str(
-                cluster.server.log_path
-            )
-        for port, cluster in self.ports.items():
-            here[f"--port {port}"] = f"--port {cluster.server.port}"
-        pattern = "|".join(map(re.escape, sorted(here, key=len, reverse=True)))
-        return re.sub(pattern, lambda match: here[match[0]], command)
-
-    def _bash(self, command: str, timeout: float = 300) -> None:
-        env = {name: value for name, value in os.environ.items() if not name.startswith("PG")}
-        env.update(
-            PATH=f"{self.site.bin}{os.pathsep}{os.environ['PATH']}",
-            PGHOST=str(self.site.sockets),
-            PGPORT=str(self.main.server.port),
-            PGUSER=SUPERUSER,  # the role `sudo -u postgres psql` logs in as
-        )
-        result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", command],
-            cwd=self.site.project,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        self.transcript.append(result.stdout[-3000:] + result.stderr[-3000:])
-        if result.returncode != 0:
-            log = "\n".join(self.transcript)[-8000:]
-            raise AssertionError(f"`{command}` exited with {result.returncode}:\n{log}")
 
 
 class Site:
     """What the drill's machines share: the baked project (a checkout the servers' account
-    can read), the repository and its passphrase, and what the doc's commands find on a
-    server: ``sudo``, and a directory of sockets standing for /var/run/postgresql."""
+    can read), and the repository and its passphrase."""
 
     def __init__(self) -> None:
         self.path = make_workdir("backups")
@@ -355,16 +238,9 @@ class Site:
         self.project = bake(answers, self.path)
         self.doc = steps(self.project / "docs" / "backups.md")
         self.passphrase = secrets.token_urlsafe(48)
-        self.repository, self.sockets, self.bin = (
-            self.path / "repository",
-            self.path / "run",
-            self.path / "bin",
-        )
-        for directory in (self.repository, self.sockets, self.bin):
-            directory.mkdir()
-            server_user().chown(directory)
-        (self.bin / "sudo").write_text(SUDO)
-        (self.bin / "sudo").chmod(0o755)
+        self.repository = self.path / "repository"
+        self.repository.mkdir()
+        server_user().chown(self.repository)
         self.machines: list[Machine] = []
 
     @property
@@ -375,9 +251,7 @@ class Site:
     def machine(self, *, archiving: bool) -> Machine:
         """A new database server: its ``main`` cluster running, archiving with the shipped
         archiving.conf or not, and pgBackRest configured for it on the shared repository."""
-        machine = Machine(self, archiving=archiving)
-        self.machines.append(machine)
-        return machine
+        return Machine(self, archiving=archiving)
 
     def close(self) -> None:
         for machine in self.machines:
@@ -388,10 +262,9 @@ class Site:
 # The drill's data ------------------------------------------------------------------------
 
 
-def create_table(server: Primary, database: str) -> None:
-    """The project's database, owned by the harness's application role, and the drill's
-    table in it."""
-    server.execute(f"CREATE DATABASE {database} OWNER {APP_USER}")
+def create_table(server: Cluster, database: str) -> None:
+    """The project's database and the drill's table in it."""
+    server.execute(f"CREATE DATABASE {database}")
     server.execute(
         f"CREATE TABLE {TABLE} (id bigserial PRIMARY KEY, batch int NOT NULL,"
         " written_at timestamptz NOT NULL DEFAULT clock_timestamp(), payload text NOT NULL)",
@@ -399,7 +272,7 @@ def create_table(server: Primary, database: str) -> None:
     )
 
 
-def write_batch(server: Primary, database: str, batch: int, rows: int) -> tuple[str, str]:
+def write_batch(server: Cluster, database: str, batch: int, rows: int) -> tuple[str, str]:
     """Insert ``rows`` rows of ``batch``; return when the first and the last was written."""
     return server.execute(
         f"WITH written AS (INSERT INTO {TABLE} (batch, payload)"
@@ -410,12 +283,12 @@ def write_batch(server: Primary, database: str, batch: int, rows: int) -> tuple[
     )[0]
 
 
-def batches(server: Primary, database: str) -> dict[int, int]:
+def batches(server: Cluster, database: str) -> dict[int, int]:
     """How many rows of each batch the table holds."""
     query = f"SELECT batch, count(*) FROM {TABLE} GROUP BY batch"
     return dict(server.execute(query, dbname=database))
 
 
-def now(server: Primary) -> str:
+def now(server: Cluster) -> str:
     """The server's clock."""
     return server.execute("SELECT clock_timestamp()::text")[0][0]

@@ -1,9 +1,12 @@
 """docs/backups.md's "roll the whole database back", followed as written, and the clean-up after
 it: what the rollback restores, what it leaves in postgresql.auto.conf, and why that must go.
 
-The machine is set up as in test_backups.py (``devtools/backups.py``): the shipped files, the
-doc's marked blocks run as written with only paths, ports and the target changed. The tests
-run in the file's order, on one database: those before the clean-up see what it removes.
+The machine is set up as in test_backups.py (``devtools/backups.py``): Debian's clusters, the
+shipped files, the doc's marked blocks run as written (its ``systemctl stop|start
+postgresql@V-main`` doing what the unit does, ``pg_ctlcluster``) with only cluster names,
+pgBackRest's configuration path and the target changed. The replicas are Debian clusters
+cloned with ``pg_basebackup``. The tests run in the file's order, on one database: those
+before the clean-up see what it removes.
 """
 
 import re
@@ -12,10 +15,13 @@ import time
 import pytest
 
 from devtools.backups import TABLE, Site, batches, create_table, now, write_batch
-from devtools.harness import Replica
+from devtools.debian import available, standby
 
 # One worker runs the whole module: its module-scoped project and servers are set up once.
-pytestmark = pytest.mark.xdist_group("backup-rollback")
+pytestmark = [
+    pytest.mark.xdist_group("backup-rollback"),
+    pytest.mark.skipif(bool(available()), reason=available() or ""),
+]
 
 BASE_ROWS = 400_000  # as in test_backups.py: the doc's figures come from both
 BATCH_ROWS = 1_000
@@ -42,7 +48,7 @@ def machine(site):
 def target(site, machine):
     """A full backup taken by hand as the doc shows, a batch written after it, the recovery
     target, then the destructive migration, and the WAL of all of it archived."""
-    primary, database = machine.main.server, site.database
+    primary, database = machine.main, site.database
     create_table(primary, database)
     write_batch(primary, database, 0, BASE_ROWS)
     machine.run("backup-by-hand")
@@ -73,7 +79,7 @@ def cleaned_up(machine, rolled_back):
 
 
 def auto_conf(machine):
-    return (machine.main.server.data_dir / "postgresql.auto.conf").read_text()
+    return (machine.main.data_dir / "postgresql.auto.conf").read_text()
 
 
 def in_recovery(server):
@@ -81,7 +87,7 @@ def in_recovery(server):
 
 
 def test_a_rollback_has_exactly_what_was_written_before_the_target(site, machine, rolled_back):
-    primary = machine.main.server
+    primary = machine.main
     print(f"\nrolled back in place ({BASE_ROWS:,} rows) in {sum(rolled_back.values()):.1f} s")
     after = primary.execute("SELECT to_regclass('written_after')", dbname=site.database)
     assert batches(primary, site.database) == {0: BASE_ROWS, 1: BATCH_ROWS}
@@ -97,9 +103,10 @@ def test_a_rollback_leaves_its_recovery_settings_in_postgresql_auto_conf(machine
 def test_a_replica_cloned_before_the_clean_up_promotes_itself_at_its_first_commit(
     site, machine, rolled_back
 ):
-    primary = machine.main.server
-    # Archiving off: the replica that promotes itself must not archive into the stanza.
-    with Replica(primary, settings={"archive_mode": "off"}) as replica:
+    primary = machine.main
+    # Archiving off (no archiving.conf in its conf.d): the replica that promotes itself must
+    # not archive into the stanza.
+    with standby(primary) as replica:
         primary.execute("CREATE TABLE written_after_the_clone (n int)", dbname=site.database)
         deadline = time.monotonic() + 30
         while in_recovery(replica) and time.monotonic() < deadline:
@@ -116,22 +123,22 @@ def test_the_clean_up_leaves_no_recovery_settings_in_postgresql_auto_conf(machin
 
 def test_after_the_clean_up_the_server_restarts_without_recovering(site, machine, cleaned_up):
     main = machine.main
-    main.stop()
-    offset = len(main.server.log_text())
-    main.start()
-    since_restart = main.server.log_text()[offset:]
-    assert not in_recovery(main.server)
+    main.ctl("stop")
+    offset = len(main.log_text())
+    main.ctl("start")
+    since_restart = main.log_text()[offset:]
+    assert not in_recovery(main)
     assert "database system is ready to accept connections" in since_restart
     assert "point-in-time recovery" not in since_restart
     assert "archive recovery" not in since_restart
-    write_batch(main.server, site.database, 2, BATCH_ROWS)
+    write_batch(main, site.database, 2, BATCH_ROWS)
 
 
 def test_a_replica_cloned_after_the_clean_up_stays_a_replica(site, machine, cleaned_up):
-    primary = machine.main.server
-    with Replica(primary, settings={"archive_mode": "off"}) as replica:
+    primary = machine.main
+    with standby(primary) as replica:
         primary.execute("CREATE TABLE written_after_the_clean_up (n int)", dbname=site.database)
-        replica.wait_for_replay(timeout=30)
+        replica.wait_for_replay(primary, timeout=30)
         assert in_recovery(replica)
 
 

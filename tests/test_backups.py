@@ -1,14 +1,17 @@
 """The backups a baked project ships, restored: docs/backups.md's restore of a copy next to the
 running database and its way of bringing rows back, followed as written.
 
-A primary archives its WAL with the baked ``deploy/backup/archiving.conf``; pgBackRest runs
-with the baked ``pgbackrest.conf`` and takes its backups with the command of the baked systemd
-unit. The doc's marked blocks run as written, with only paths, ports and the values a reader
-fills in changed (``devtools/backups.py``). The backup files depend on no option, so one
-project (with read replicas, for the standby rebuild) serves all. The tests run in the file's
-order: the step that brings the rows back drops the copy. The in-place rollback and the
-restore onto a new server have modules of their own: test_backup_rollback.py and
-test_backup_new_server.py.
+A primary, one of Debian's clusters made with ``pg_createcluster``, archives its WAL with the
+baked ``deploy/backup/archiving.conf`` in its conf.d; pgBackRest runs with the baked
+``pgbackrest.conf`` and takes its backups with the command of the baked systemd unit. The
+doc's marked blocks run as written, its ``pg_createcluster``, ``pg_ctlcluster`` and
+``pg_dropcluster`` included, with only cluster names, the copy's port, pgBackRest's
+configuration path and the values a reader fills in changed (``devtools/backups.py``).
+Standbys are Debian clusters too, cloned from the primary or restored from the backup. The
+backup files depend on no option, so one project (with read replicas, for the standby
+rebuild) serves all. The tests run in the file's order: the step that brings the rows back
+drops the copy. The in-place rollback and the restore onto a new server have modules of their
+own: test_backup_rollback.py and test_backup_new_server.py.
 """
 
 import re
@@ -21,10 +24,13 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from devtools.backups import TABLE, Site, batches, create_table, now, write_batch
-from devtools.harness import REPLICATION_USER, Replica
+from devtools.debian import OWNER, SOCKETS, available, standby
 
 # One worker runs the whole module: its module-scoped project and servers are set up once.
-pytestmark = pytest.mark.xdist_group("backups")
+pytestmark = [
+    pytest.mark.xdist_group("backups"),
+    pytest.mark.skipif(bool(available()), reason=available() or ""),
+]
 
 BASE_ROWS = 400_000  # in the full backup
 BATCH_ROWS = 1_000  # each written after it, a moment apart
@@ -79,7 +85,7 @@ def drill(site, machine):
     """Backups and batches of rows: a full backup, a batch, a differential backup, another
     batch, the recovery target, the mistake (batch 1 deleted) and a batch written after it,
     the WAL of all of them archived."""
-    primary, database = machine.main.server, site.database
+    primary, database = machine.main, site.database
     create_table(primary, database)
     write_batch(primary, database, 0, BASE_ROWS)
     database_mb = primary.execute("SELECT pg_database_size(%s)", [database])[0][0] / 1e6
@@ -130,9 +136,9 @@ def test_scheduled_backups_wait_for_a_spread_checkpoint_instead_of_forcing_one(m
 
 def test_the_backup_unit_runs_on_a_primary_skips_a_standby_and_fails_without_a_server(machine):
     # With Patroni every member has the timers; a backup on a standby would fail every night.
-    primary = machine.main.server
-    with Replica(primary, settings={"archive_mode": "off"}) as standby:
-        on_standby = machine.backrest.condition(standby)
+    primary = machine.main
+    with standby(primary) as replica:  # no archiving.conf in its conf.d: not archiving
+        on_standby = machine.backrest.condition(replica)
     assert machine.backrest.condition(primary) == 0
     assert on_standby == 1  # skipped, the unit not failed
     assert machine.backrest.condition(None) == 255  # failed: a missed backup must show
@@ -149,9 +155,9 @@ def test_a_copy_restored_next_to_production_has_exactly_the_rows_written_before_
     site, drill, copy
 ):
     cluster, timings = copy
-    counts = batches(cluster.server, site.database)
+    counts = batches(cluster, site.database)
     query = f"SELECT max(written_at)::text FROM {TABLE}"
-    newest = cluster.server.execute(query, dbname=site.database)[0][0]
+    newest = cluster.execute(query, dbname=site.database)[0][0]
     print(
         f"\ndatabase {drill.database_mb:.0f} MB ({BASE_ROWS:,} rows + 3 x {BATCH_ROWS:,});"
         f" full backup {drill.full.seconds:.1f} s, {drill.full.repository_mb:.1f} MB"
@@ -167,19 +173,19 @@ def test_a_copy_restored_next_to_production_has_exactly_the_rows_written_before_
 
 
 def creating(timings):
-    """The seconds the harness took to make the empty cluster (``pg_createcluster``)."""
+    """The seconds ``pg_createcluster`` took to make the empty cluster."""
     return sum(seconds for command, seconds in timings.items() if command.startswith("pg_create"))
 
 
 def test_the_rows_copied_back_from_the_copy_are_in_the_live_table_again(site, machine, rows_back):
     print(f"\nrows copied back from the copy in {sum(rows_back.values()):.1f} s")
-    counts = batches(machine.main.server, site.database)
+    counts = batches(machine.main, site.database)
     assert counts == {0: BASE_ROWS, 1: BATCH_ROWS, 2: BATCH_ROWS, 3: BATCH_ROWS}
-    assert "pitr" not in machine.clusters  # the copy is dropped
+    assert not machine.clusters["pitr"].exists  # the copy is dropped
 
 
 def test_new_rows_get_new_ids_after_the_rows_came_back(site, machine, rows_back):
-    primary = machine.main.server
+    primary = machine.main
     write_batch(primary, site.database, NEW, BATCH_ROWS)  # no duplicate key
     query = (
         f"SELECT min(id) FILTER (WHERE batch = %s), max(id) FILTER (WHERE batch <> %s) FROM {TABLE}"
@@ -189,24 +195,20 @@ def test_new_rows_get_new_ids_after_the_rows_came_back(site, machine, rows_back)
 
 
 def test_a_standby_rebuilt_from_the_backup_streams_from_the_primary(site, machine, drill):
-    primary = machine.main.server
-    conninfo = make_conninfo(
-        host=primary.host,
-        port=primary.port,
-        user=REPLICATION_USER,
-        password=primary.password(REPLICATION_USER),
-    )
+    primary = machine.main
+    # Over the socket, as postgres: Debian's ``local replication all peer`` lets it in.
+    conninfo = make_conninfo(host=SOCKETS, port=primary.port, user=OWNER)
     options = ("--type=standby", f"--recovery-option=primary_conninfo={conninfo}")
     restore = machine.backrest.restore
-    with Replica(primary, clone=lambda data_dir: restore(data_dir, *options)) as standby:
+    with standby(primary, clone=lambda data_dir: restore(data_dir, *options)) as rebuilt:
         primary.execute(
             f"INSERT INTO {TABLE} (batch, payload) VALUES (%s, 'rebuilt')",
             [REBUILT],
             dbname=site.database,
         )
-        standby.wait_for_replay(timeout=60)
-        receiver = standby.execute("SELECT status, sender_port FROM pg_stat_wal_receiver")
+        rebuilt.wait_for_replay(primary, timeout=60)
+        receiver = rebuilt.execute("SELECT status, sender_port FROM pg_stat_wal_receiver")
         query = f"SELECT count(*) FROM {TABLE} WHERE batch = %s"
-        rows = standby.execute(query, [REBUILT], dbname=site.database)
+        rows = rebuilt.execute(query, [REBUILT], dbname=site.database)
     assert receiver == [("streaming", primary.port)]
     assert rows == [(1,)]
