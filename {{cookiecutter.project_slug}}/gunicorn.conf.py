@@ -4,6 +4,7 @@
 import os
 
 # Sync workers, each with one persistent database connection: about two per core.
+# python manage.py connection_budget counts what they take of the database's connections.
 workers = int(os.environ.get("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1)))
 # A worker silent this long is killed and replaced: above DATABASE_QUERY_TIMEOUT (20 s), so
 # a hung database fails the request before it costs a worker.

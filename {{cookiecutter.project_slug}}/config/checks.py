@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.checks import Tags, Warning, register
 from django.db import connections
 
+from config import budget
 from config.aliases import DEFAULT
 
 
@@ -108,3 +109,35 @@ def role_warnings(superuser, tables_owned, statement_timeout, check_interval):
             )
         )
     return warnings
+
+
+@register(Tags.database, deploy=True)
+def check_connection_budget(app_configs, databases=None, **kwargs):
+    """Warn when one app server can take more than :data:`config.budget.SHARE` of the
+    primary's usable connection slots.
+
+    A database check, like :func:`check_database_role`: it asks the server for its slots.
+    """
+    if not databases or DEFAULT not in databases:
+        return []
+    return budget_warnings(budget.GUNICORN_CONFIG)
+
+
+def budget_warnings(gunicorn_config):
+    """Return the warning for the primary's budget under the gunicorn config file given."""
+    primary = budget.servers(settings.DATABASES, budget.read_gunicorn(gunicorn_config))[0]
+    primary.ask()
+    taken, usable = primary.connections(), primary.slots.usable
+    if taken <= budget.SHARE * usable:
+        return []
+    through = f" (through {primary.pooler.name})" if primary.pooler else ""
+    return [
+        Warning(
+            f"One app server can open {taken} connections to the server of {DEFAULT!r}{through}, "
+            f"more than {budget.SHARE:.0%} of its {usable} usable slots ({primary.slots}): "
+            "a second app server, or a rolling deploy, would run it out of connections.",
+            hint="python manage.py connection_budget --app-servers N shows where they go and "
+            "what to change.",
+            id="config.W006",
+        )
+    ]
